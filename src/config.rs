@@ -1,0 +1,315 @@
+//! Configuration: built-in defaults < `lore.toml` < `LORE_*` environment variables.
+//!
+//! One typed struct, read once at start and validated, so every later component can trust it.
+//! Nested keys use `__` in the environment: `LORE_EMBEDDING__THREADS=2`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Top-level keys that `LORE_*` variables may set; other `LORE_` variables (such as
+/// `LORE_CONFIG`, read by the CLI) are not configuration keys and are left alone.
+const ENV_KEYS: &[&str] = &[
+    "home",
+    "data_dir",
+    "listen",
+    "api_key",
+    "embedding",
+    "chunking",
+    "search",
+    "limits",
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where `scripts/setup-models` installs the models and runtimes (`LORE_HOME`);
+    /// default `$XDG_CACHE_HOME/lore` or `~/.cache/lore`.
+    pub home: PathBuf,
+    /// Where knowledge bases live. One lore process owns it at a time (it is locked).
+    pub data_dir: PathBuf,
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// The admin API key (`LORE_API_KEY`). Without one, lore only listens on loopback.
+    pub api_key: Option<Secret>,
+    pub embedding: EmbeddingConfig,
+    pub chunking: ChunkingConfig,
+    pub search: SearchConfig,
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddingConfig {
+    /// ONNX model folder (model.onnx, tokenizer.json, config.json, special_tokens_map.json,
+    /// tokenizer_config.json); default `{home}/models/multilingual-e5-small`.
+    pub model_dir: Option<PathBuf>,
+    /// The ONNX Runtime shared library; default `{home}/onnxruntime/libonnxruntime.so`,
+    /// or `ORT_DYLIB_PATH` when that is set.
+    pub onnxruntime: Option<PathBuf>,
+    /// Intra-op threads of the embedding session. One thread per session measured fastest.
+    pub threads: usize,
+    /// Passages embedded per model call; passages are grouped by length so padding stays small.
+    pub batch_size: usize,
+    /// Tokens beyond this are cut before embedding (the model's own limit is 512).
+    pub max_length: usize,
+    /// Prefix the model wants before questions (E5: "query: ").
+    pub query_prefix: String,
+    /// Prefix the model wants before stored passages (E5: "passage: ").
+    pub passage_prefix: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChunkingConfig {
+    /// Target chunk size in tokens of the embedding tokenizer.
+    pub size_tokens: usize,
+    /// Tokens shared by neighbouring chunks, so a fact cut at a boundary is whole in one of them.
+    pub overlap_tokens: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchConfig {
+    /// Results returned when a request does not say `top_k`.
+    pub default_top_k: usize,
+    /// Largest `top_k` a request may ask for.
+    pub max_top_k: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest accepted upload request, all files together, in bytes.
+    pub max_upload_bytes: usize,
+    /// Longest accepted question, in characters.
+    pub max_query_chars: usize,
+}
+
+/// A secret string (API key) that never shows in `Debug` output or logs.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for comparison or for sending to its owner's service.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+fn default_home() -> PathBuf {
+    if let Some(cache) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(cache).join("lore");
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".cache").join("lore"),
+        None => PathBuf::from(".lore"),
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            home: default_home(),
+            data_dir: PathBuf::from("data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            api_key: None,
+            embedding: EmbeddingConfig::default(),
+            chunking: ChunkingConfig::default(),
+            search: SearchConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Default for EmbeddingConfig {
+    fn default() -> Self {
+        Self {
+            model_dir: None,
+            onnxruntime: None,
+            threads: 1,
+            batch_size: 8,
+            max_length: 512,
+            query_prefix: "query: ".to_owned(),
+            passage_prefix: "passage: ".to_owned(),
+        }
+    }
+}
+
+impl Default for ChunkingConfig {
+    fn default() -> Self {
+        Self {
+            size_tokens: 300,
+            overlap_tokens: 45,
+        }
+    }
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self {
+            default_top_k: 5,
+            max_top_k: 100,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 100 * 1024 * 1024,
+            max_query_chars: 2000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the defaults, then `file` if it exists (`lore.toml` by default), then `LORE_*`.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let explicit = file.is_some();
+        let file = file
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("lore.toml"));
+        if explicit && !file.exists() {
+            anyhow::bail!("config file {} does not exist", file.display());
+        }
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(&file))
+            .merge(
+                Env::prefixed("LORE_")
+                    .filter(|key| {
+                        let top = key.as_str().split("__").next().unwrap_or_default();
+                        ENV_KEYS.iter().any(|known| known.eq_ignore_ascii_case(top))
+                    })
+                    .split("__"),
+            )
+            .extract()
+            .map_err(|err| anyhow::anyhow!("invalid configuration: {err}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what can be checked before anything starts.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let c = &self.chunking;
+        anyhow::ensure!(
+            c.size_tokens >= 16,
+            "chunking.size_tokens must be at least 16"
+        );
+        anyhow::ensure!(
+            c.overlap_tokens < c.size_tokens,
+            "chunking.overlap_tokens must be smaller than chunking.size_tokens"
+        );
+        anyhow::ensure!(
+            self.embedding.threads >= 1,
+            "embedding.threads must be at least 1"
+        );
+        anyhow::ensure!(
+            self.embedding.batch_size >= 1,
+            "embedding.batch_size must be at least 1"
+        );
+        anyhow::ensure!(
+            self.search.default_top_k >= 1,
+            "search.default_top_k must be at least 1"
+        );
+        anyhow::ensure!(
+            self.search.default_top_k <= self.search.max_top_k,
+            "search.default_top_k must not exceed search.max_top_k"
+        );
+        if let Some(key) = &self.api_key {
+            anyhow::ensure!(
+                key.expose().len() >= 16,
+                "api_key must be at least 16 characters"
+            );
+        }
+        Ok(())
+    }
+
+    pub fn model_dir(&self) -> PathBuf {
+        self.embedding
+            .model_dir
+            .clone()
+            .unwrap_or_else(|| self.home.join("models").join("multilingual-e5-small"))
+    }
+
+    pub fn onnxruntime_path(&self) -> PathBuf {
+        if let Some(path) = &self.embedding.onnxruntime {
+            return path.clone();
+        }
+        match std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()) {
+            Some(path) => PathBuf::from(path),
+            None => self.home.join("onnxruntime").join("libonnxruntime.so"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn defaults_are_valid_and_listen_on_loopback() {
+        let config = Config::default();
+        config.validate().unwrap();
+        assert!(config.listen.ip().is_loopback());
+        assert_eq!(config.listen.port(), 8080);
+    }
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "lore.toml",
+                "data_dir = \"/from/file\"\n[chunking]\nsize_tokens = 200\noverlap_tokens = 20\n",
+            )?;
+            jail.set_env("LORE_CHUNKING__SIZE_TOKENS", "250");
+            jail.set_env("LORE_CONFIG", "ignored: not a key");
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(config.data_dir, PathBuf::from("/from/file"));
+            assert_eq!(config.chunking.size_tokens, 250);
+            assert_eq!(config.chunking.overlap_tokens, 20);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected() {
+        Jail::expect_with(|jail| {
+            jail.create_file("lore.toml", "[chunking]\nsize_token = 200\n")?;
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("size_token"), "{err}");
+            jail.create_file(
+                "lore.toml",
+                "[chunking]\nsize_tokens = 20\noverlap_tokens = 30\n",
+            )?;
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("overlap_tokens"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let config = Config {
+            api_key: Some(Secret::new("super-secret-key-123")),
+            ..Config::default()
+        };
+        assert!(!format!("{config:?}").contains("super-secret"));
+    }
+}

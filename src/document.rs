@@ -1,0 +1,77 @@
+//! The vocabulary every layer shares: knowledge bases, documents, chunks and hits.
+//!
+//! A **Document** is an uploaded file, a **Chunk** a span of it, a **Hit** a chunk with a
+//! relevance score. These are plain data; the service in `kb.rs` gives them behaviour.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// User metadata: flat keys to JSON values, returned with every chunk and usable in filters.
+pub type Metadata = serde_json::Map<String, serde_json::Value>;
+
+/// A knowledge base as clients see it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KbInfo {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Where a document is in its ingestion.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentStatus {
+    Queued,
+    Processing,
+    Ready,
+    Failed,
+}
+
+/// A document's record in the catalog.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DocumentRecord {
+    /// Stable id, derived from the knowledge base and file name unless given explicitly.
+    pub id: String,
+    /// The file name as uploaded.
+    pub name: String,
+    pub size_bytes: u64,
+    /// SHA-256 of the bytes of the latest upload; the same bytes again are a no-op.
+    pub sha256: String,
+    pub status: DocumentStatus,
+    /// Why ingestion failed, in words for the person who uploaded the file.
+    pub error: Option<String>,
+    /// Chunks of the version being served (or being built, while processing).
+    pub chunk_count: usize,
+    /// Progress while processing: chunks embedded and stored so far.
+    pub chunks_done: usize,
+    pub metadata: Metadata,
+    /// The version whose chunks search serves; 0 before the first successful ingestion.
+    /// Chunks of any other version are invisible, which makes replacement atomic.
+    pub version: u64,
+    /// The version the latest upload will become once ingested.
+    pub pending_version: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A span of a document, with what it needs to be shown and cited on its own.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Chunk {
+    pub document_id: String,
+    pub document_name: String,
+    /// Title of the document (first heading, else the file name).
+    pub title: String,
+    pub chunk_index: usize,
+    /// Headings above the chunk, outermost first.
+    pub heading_path: Vec<String>,
+    pub text: String,
+    pub metadata: Metadata,
+}
+
+/// A chunk found by a search, with its calibrated relevance in [0, 1].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Hit {
+    pub chunk: Chunk,
+    pub score: f32,
+}

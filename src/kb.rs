@@ -1,0 +1,679 @@
+//! `KnowledgeBase`: the one service every front door calls (REST, CLI, and later Dify, OpenAI,
+//! WeChat). It owns the catalog, the store, the embedder and the ingestion queue, and keeps
+//! their invariants: a document's chunks are served only once all of them are stored, and an
+//! acknowledged upload is on disk before the request returns.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+
+use crate::catalog::{Catalog, write_atomically};
+use crate::config::Config;
+use crate::document::{Chunk, DocumentRecord, DocumentStatus, Hit, KbInfo, Metadata};
+use crate::embed::Embedder;
+use crate::error::{Error, ErrorCode, Result};
+use crate::ingest::extract::{Format, extract};
+use crate::ingest::queue::{IngestQueue, Job};
+use crate::ingest::split::Splitter;
+use crate::search::{Calibration, Keywords, fuse};
+use crate::store::{EmbeddedStore, StoreQuery, StoredChunk, VectorStore};
+
+/// Chunks embedded between two progress updates.
+const PROGRESS_STEP: usize = 16;
+
+/// A request to create a knowledge base.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKb {
+    pub id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+/// One uploaded file.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// What became of one uploaded file.
+#[derive(Debug, Clone)]
+pub struct UploadOutcome {
+    pub document: DocumentRecord,
+    /// Set when the file was refused at upload (empty, unsupported).
+    pub error_code: Option<ErrorCode>,
+}
+
+/// A search request, as every front door passes it on.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub query: String,
+    pub top_k: Option<usize>,
+    pub score_threshold: Option<f32>,
+}
+
+/// The service behind every front door.
+pub struct KnowledgeBase {
+    config: Config,
+    catalog: Arc<Catalog>,
+    store: Arc<dyn VectorStore>,
+    embedder: Embedder,
+    keywords: Keywords,
+    splitter: Splitter,
+    calibration: Calibration,
+    queue: IngestQueue,
+    /// Held for the life of the service: the data directory belongs to one process.
+    _lock: std::fs::File,
+}
+
+impl KnowledgeBase {
+    /// Opens the data directory (locking it), loads the model and starts the ingestion worker,
+    /// which resumes documents left queued or processing by a previous run.
+    pub async fn open(config: Config) -> anyhow::Result<Arc<Self>> {
+        let lock = lock_data_dir(&config.data_dir)?;
+        let embedder = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || Embedder::load(&config)).await??
+        };
+        let kbs_root = config.data_dir.join("kbs");
+        let catalog = Arc::new(Catalog::open(&kbs_root)?);
+        let store: Arc<dyn VectorStore> = Arc::new(EmbeddedStore::new(&kbs_root));
+        let splitter = Splitter::new(embedder.tokenizer(), &config.chunking);
+        let (queue, jobs) = IngestQueue::new();
+        let service = Arc::new(Self {
+            config,
+            catalog,
+            store,
+            embedder,
+            keywords: Keywords::new()?,
+            splitter,
+            calibration: Calibration::default(),
+            queue,
+            _lock: lock,
+        });
+        service.requeue_unfinished().await?;
+        crate::ingest::queue::spawn_worker(Arc::clone(&service), jobs);
+        Ok(service)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    // ---- knowledge bases ----
+
+    pub async fn create_kb(&self, request: NewKb) -> Result<KbInfo> {
+        validate_kb_id(&request.id)?;
+        let info = KbInfo {
+            name: request.name.unwrap_or_else(|| request.id.clone()),
+            description: request.description.unwrap_or_default(),
+            id: request.id,
+            created_at: Utc::now(),
+        };
+        if self.catalog.kb(&info.id).is_ok() {
+            return Err(Error::new(
+                ErrorCode::KbExists,
+                format!("knowledge base '{}' already exists", info.id),
+            ));
+        }
+        self.store
+            .create_kb(&info.id, self.embedder.dimension())
+            .await
+            .map_err(Error::internal)?;
+        let catalog = Arc::clone(&self.catalog);
+        let stored = info.clone();
+        blocking(move || catalog.insert_kb(stored)).await?;
+        Ok(info)
+    }
+
+    pub fn list_kbs(&self) -> Result<Vec<KbInfo>> {
+        self.catalog.list_kbs()
+    }
+
+    pub fn kb(&self, kb: &str) -> Result<KbInfo> {
+        self.catalog.kb(kb)
+    }
+
+    pub async fn delete_kb(&self, kb: &str) -> Result<()> {
+        self.catalog.kb(kb)?;
+        let catalog = Arc::clone(&self.catalog);
+        let id = kb.to_owned();
+        blocking(move || catalog.remove_kb(&id)).await?;
+        self.store.drop_kb(kb).await.map_err(Error::internal)?;
+        let dir = self.catalog.kb_dir(kb);
+        blocking(move || {
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    // ---- documents ----
+
+    /// Accepts files for ingestion. Each file is judged alone: an empty or unsupported file is
+    /// recorded as failed while the others are queued. The bytes of accepted files are on disk
+    /// before this returns, so a crash cannot lose an acknowledged upload.
+    pub async fn upload(
+        &self,
+        kb: &str,
+        uploads: Vec<Upload>,
+        metadata: Metadata,
+    ) -> Result<Vec<UploadOutcome>> {
+        self.catalog.kb(kb)?;
+        let mut outcomes = Vec::with_capacity(uploads.len());
+        for upload in uploads {
+            outcomes.push(self.accept(kb, upload, metadata.clone()).await?);
+        }
+        Ok(outcomes)
+    }
+
+    async fn accept(&self, kb: &str, upload: Upload, metadata: Metadata) -> Result<UploadOutcome> {
+        let name = clean_file_name(&upload.name)?;
+        let id = document_id(&name);
+        let sha256 = hex::encode(Sha256::digest(&upload.bytes));
+        let size_bytes = upload.bytes.len() as u64;
+        let refusal = if upload.bytes.is_empty() {
+            Some(Error::new(
+                ErrorCode::EmptyFile,
+                format!("'{name}' is empty"),
+            ))
+        } else {
+            Format::detect(&name, &upload.bytes).err()
+        };
+        let existing = self.catalog.document(kb, &id).ok();
+        if refusal.is_none()
+            && let Some(existing) = existing.as_ref().filter(|d| {
+                d.sha256 == sha256 && d.status != DocumentStatus::Failed && d.metadata == metadata
+            })
+        {
+            // The same bytes again: nothing to do.
+            return Ok(UploadOutcome {
+                document: existing.clone(),
+                error_code: None,
+            });
+        }
+        let now = Utc::now();
+        let previous = existing.as_ref();
+        let pending_version = previous
+            .map(|d| d.version.max(d.pending_version))
+            .unwrap_or_default()
+            + 1;
+        let record = DocumentRecord {
+            id: id.clone(),
+            name: name.clone(),
+            size_bytes,
+            sha256,
+            status: if refusal.is_some() {
+                DocumentStatus::Failed
+            } else {
+                DocumentStatus::Queued
+            },
+            error: refusal.as_ref().map(|e| e.message().to_owned()),
+            chunk_count: previous.map(|d| d.chunk_count).unwrap_or_default(),
+            chunks_done: 0,
+            metadata,
+            version: previous.map(|d| d.version).unwrap_or_default(),
+            pending_version,
+            created_at: previous.map(|d| d.created_at).unwrap_or(now),
+            updated_at: now,
+        };
+        if refusal.is_none() {
+            let dir = self.files_dir(kb);
+            let file = file_name(&id, pending_version);
+            let bytes = upload.bytes;
+            blocking(move || write_atomically(&dir, &file, &bytes).map_err(Error::internal))
+                .await?;
+        }
+        let catalog = Arc::clone(&self.catalog);
+        let (kb_id, doc_id, stored) = (kb.to_owned(), id.clone(), record.clone());
+        blocking(move || catalog.update_document(&kb_id, &doc_id, |_| Some(stored))).await?;
+        if refusal.is_none() {
+            self.queue
+                .push(Job {
+                    kb: kb.to_owned(),
+                    document_id: id,
+                })
+                .await?;
+        }
+        Ok(UploadOutcome {
+            document: record,
+            error_code: refusal.map(|e| e.code()),
+        })
+    }
+
+    pub fn documents(&self, kb: &str) -> Result<Vec<DocumentRecord>> {
+        self.catalog.documents(kb)
+    }
+
+    pub fn document(&self, kb: &str, id: &str) -> Result<DocumentRecord> {
+        self.catalog.document(kb, id)
+    }
+
+    /// The chunks of the version of a document that search serves.
+    pub async fn document_chunks(&self, kb: &str, id: &str) -> Result<Vec<Chunk>> {
+        let record = self.catalog.document(kb, id)?;
+        if record.version == 0 {
+            return Ok(Vec::new());
+        }
+        self.store
+            .document_chunks(kb, id, record.version)
+            .await
+            .map_err(Error::internal)
+    }
+
+    /// Removes a document from the catalog, the store and the disk.
+    pub async fn delete_document(&self, kb: &str, id: &str) -> Result<()> {
+        self.catalog.document(kb, id)?;
+        let catalog = Arc::clone(&self.catalog);
+        let (kb_id, doc_id) = (kb.to_owned(), id.to_owned());
+        blocking(move || catalog.update_document(&kb_id, &doc_id, |_| None)).await?;
+        self.store
+            .delete_document(kb, id)
+            .await
+            .map_err(Error::internal)?;
+        self.remove_files(kb, id, None).await
+    }
+
+    // ---- search ----
+
+    /// Hybrid search: dense and keyword candidates, fused into calibrated scores, filtered to
+    /// the served version of each document, sorted best first.
+    pub async fn search(&self, kb: &str, request: SearchRequest) -> Result<Vec<Hit>> {
+        self.catalog.kb(kb)?;
+        let query = request.query.trim();
+        if query.is_empty() {
+            return Err(Error::invalid_request("query must not be empty"));
+        }
+        let limits = &self.config.limits;
+        if query.chars().count() > limits.max_query_chars {
+            return Err(Error::invalid_request(format!(
+                "query is longer than {} characters",
+                limits.max_query_chars
+            )));
+        }
+        let top_k = request.top_k.unwrap_or(self.config.search.default_top_k);
+        if top_k == 0 || top_k > self.config.search.max_top_k {
+            return Err(Error::invalid_request(format!(
+                "top_k must be between 1 and {}",
+                self.config.search.max_top_k
+            )));
+        }
+        let threshold = request.score_threshold.unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&threshold) {
+            return Err(Error::invalid_request(
+                "score_threshold must be between 0 and 1",
+            ));
+        }
+        let dense = self
+            .embedder
+            .embed_query(query)
+            .await
+            .map_err(Error::internal)?;
+        let keyword = self.keywords.query(query);
+        let candidates = (top_k * 4).max(50);
+        let found = self
+            .store
+            .search(
+                kb,
+                StoreQuery {
+                    dense,
+                    keyword,
+                    candidates,
+                },
+            )
+            .await
+            .map_err(Error::internal)?;
+        let served = self.catalog.served_versions(kb)?;
+        let current: Vec<_> = found
+            .into_iter()
+            .filter(|c| served.get(&c.chunk.document_id) == Some(&c.version))
+            .collect();
+        Ok(fuse(current, &self.calibration)
+            .into_iter()
+            .filter(|(_, score)| *score >= threshold)
+            .take(top_k)
+            .map(|(candidate, score)| Hit {
+                chunk: candidate.chunk,
+                score,
+            })
+            .collect())
+    }
+
+    // ---- ingestion (called by the queue worker) ----
+
+    /// Ingests one queued document: extract, split, embed, store, then serve the new version.
+    pub(crate) async fn process(&self, job: &Job) -> Result<()> {
+        let Ok(record) = self.catalog.document(&job.kb, &job.document_id) else {
+            return Ok(()); // deleted since it was queued
+        };
+        if record.status != DocumentStatus::Queued {
+            return Ok(());
+        }
+        let version = record.pending_version;
+        self.set_status(job, version, DocumentStatus::Processing, None)
+            .await?;
+        match self.build_version(job, &record).await {
+            Ok(chunk_count) => self.serve_version(job, version, chunk_count).await,
+            Err(err) => {
+                let message = match err.code() {
+                    ErrorCode::Internal => {
+                        tracing::error!(kb = %job.kb, document = %job.document_id, error = ?err, "ingestion failed");
+                        "internal error while ingesting; the server log has the details".to_owned()
+                    }
+                    _ => err.message().to_owned(),
+                };
+                self.set_status(job, version, DocumentStatus::Failed, Some(message))
+                    .await?;
+                self.remove_files(&job.kb, &job.document_id, Some(record.version))
+                    .await
+            }
+        }
+    }
+
+    /// Stores every chunk of the pending version; returns how many there are.
+    async fn build_version(&self, job: &Job, record: &DocumentRecord) -> Result<usize> {
+        let version = record.pending_version;
+        let path = self
+            .files_dir(&job.kb)
+            .join(file_name(&job.document_id, version));
+        let name = record.name.clone();
+        let splitter = self.splitter.clone();
+        let (title, pieces) = blocking(move || {
+            let bytes = std::fs::read(&path)
+                .with_context(|| format!("cannot read {}", path.display()))
+                .map_err(Error::internal)?;
+            let doc = extract(&name, &bytes)?;
+            let pieces = splitter.split(&doc).map_err(Error::internal)?;
+            Ok((doc.title, pieces))
+        })
+        .await?;
+        if pieces.is_empty() {
+            return Err(Error::new(
+                ErrorCode::EmptyFile,
+                format!("'{}' has no text", record.name),
+            ));
+        }
+        let total = pieces.len();
+        let chunks: Vec<Chunk> = pieces
+            .into_iter()
+            .enumerate()
+            .map(|(chunk_index, piece)| Chunk {
+                document_id: record.id.clone(),
+                document_name: record.name.clone(),
+                title: title.clone(),
+                chunk_index,
+                heading_path: piece.heading_path,
+                text: piece.text,
+                metadata: record.metadata.clone(),
+            })
+            .collect();
+        let mut stored = Vec::with_capacity(total);
+        for group in chunks.chunks(PROGRESS_STEP) {
+            let texts: Vec<String> = group.iter().map(embedding_text).collect();
+            let vectors = self
+                .embedder
+                .embed_passages(texts)
+                .await
+                .map_err(Error::internal)?;
+            for (chunk, dense) in group.iter().zip(vectors) {
+                let keyword = self.keywords.document(&embedding_text(chunk));
+                stored.push(StoredChunk {
+                    chunk: chunk.clone(),
+                    dense,
+                    keyword,
+                });
+            }
+            self.catalog
+                .set_progress(&job.kb, &job.document_id, stored.len(), total)?;
+        }
+        self.store
+            .replace_document(&job.kb, &job.document_id, version, stored)
+            .await
+            .map_err(Error::internal)?;
+        Ok(total)
+    }
+
+    /// Makes `version` the served one, unless the document was deleted or replaced meanwhile.
+    async fn serve_version(&self, job: &Job, version: u64, chunk_count: usize) -> Result<()> {
+        let catalog = Arc::clone(&self.catalog);
+        let (kb, id) = (job.kb.clone(), job.document_id.clone());
+        let updated = blocking(move || {
+            catalog.update_document(&kb, &id, |current| {
+                let mut record = current?.clone();
+                if record.pending_version == version {
+                    record.version = version;
+                    record.status = DocumentStatus::Ready;
+                    record.error = None;
+                    record.chunk_count = chunk_count;
+                    record.chunks_done = chunk_count;
+                    record.updated_at = Utc::now();
+                }
+                Some(record)
+            })
+        })
+        .await;
+        match updated {
+            Ok(Some(record)) if record.version == version => {
+                self.remove_files(&job.kb, &job.document_id, Some(version))
+                    .await
+            }
+            Ok(_) | Err(_) => {
+                // Deleted (or its knowledge base deleted) while processing: drop what we stored.
+                if self.catalog.document(&job.kb, &job.document_id).is_err() {
+                    let _ = self.store.delete_document(&job.kb, &job.document_id).await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn set_status(
+        &self,
+        job: &Job,
+        version: u64,
+        status: DocumentStatus,
+        error: Option<String>,
+    ) -> Result<()> {
+        let catalog = Arc::clone(&self.catalog);
+        let (kb, id) = (job.kb.clone(), job.document_id.clone());
+        blocking(move || {
+            catalog.update_document(&kb, &id, |current| {
+                let mut record = current?.clone();
+                if record.pending_version == version {
+                    record.status = status;
+                    record.error = error;
+                    record.updated_at = Utc::now();
+                }
+                Some(record)
+            })
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Puts documents a previous run left queued or processing back in the queue.
+    async fn requeue_unfinished(&self) -> anyhow::Result<()> {
+        for kb in self.catalog.list_kbs()? {
+            for record in self.catalog.documents(&kb.id)? {
+                if matches!(
+                    record.status,
+                    DocumentStatus::Queued | DocumentStatus::Processing
+                ) {
+                    self.catalog
+                        .update_document(&kb.id, &record.id, |current| {
+                            let mut record = current?.clone();
+                            record.status = DocumentStatus::Queued;
+                            Some(record)
+                        })?;
+                    self.queue
+                        .push(Job {
+                            kb: kb.id.clone(),
+                            document_id: record.id,
+                        })
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn files_dir(&self, kb: &str) -> PathBuf {
+        self.catalog.kb_dir(kb).join("files")
+    }
+
+    /// Removes stored upload files of a document, except the one of version `keep`.
+    async fn remove_files(&self, kb: &str, id: &str, keep: Option<u64>) -> Result<()> {
+        let dir = self.files_dir(kb);
+        let prefix = format!("{id}.");
+        let keep = keep.map(|v| file_name(id, v));
+        blocking(move || {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                return Ok(());
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(&prefix) && Some(&name) != keep.as_ref() {
+                    std::fs::remove_file(entry.path())?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// The text embedded and keyword-indexed for a chunk: its title and headings give it context.
+fn embedding_text(chunk: &Chunk) -> String {
+    let mut context = vec![chunk.title.as_str()];
+    context.extend(
+        chunk
+            .heading_path
+            .iter()
+            .map(String::as_str)
+            .filter(|h| *h != chunk.title),
+    );
+    format!("{}\n{}", context.join(" > "), chunk.text)
+}
+
+/// Runs blocking work (file and catalog I/O) off the async runtime.
+async fn blocking<T, F>(work: F) -> Result<T>
+where
+    F: FnOnce() -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(Error::internal)?
+}
+
+fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use fs4::fs_std::FileExt as _;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let path = data_dir.join("lore.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock_exclusive() {
+        Ok(true) => Ok(file),
+        Ok(false) | Err(_) => anyhow::bail!(
+            "the data directory {} is in use by another lore process; stop it, or give this one \
+             another directory with --data-dir",
+            data_dir.display()
+        ),
+    }
+}
+
+/// Knowledge base ids are used in paths and URLs: `[a-z0-9_-]{1,64}`.
+fn validate_kb_id(id: &str) -> Result<()> {
+    let valid = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::invalid_request(format!(
+            "invalid knowledge base id '{id}': use 1 to 64 of a-z, 0-9, '_' and '-'"
+        )))
+    }
+}
+
+/// The file name without any directory part, so a name like `../../etc/passwd` cannot
+/// escape anywhere (files are stored under the document id anyway).
+fn clean_file_name(name: &str) -> Result<String> {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or_default().trim();
+    let base: String = base.chars().filter(|c| !c.is_control()).collect();
+    if base.is_empty() || base == "." || base == ".." {
+        return Err(Error::invalid_request(format!(
+            "invalid file name '{name}'"
+        )));
+    }
+    Ok(base)
+}
+
+/// Stable document id: the same file name in a knowledge base is the same document.
+pub fn document_id(name: &str) -> String {
+    hex::encode(&Sha256::digest(name.as_bytes())[..8])
+}
+
+fn file_name(id: &str, version: u64) -> String {
+    format!("{id}.{version}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kb_ids_are_path_and_url_safe() {
+        for ok in ["faq", "a", "events_2024", "zh-cn"] {
+            assert!(validate_kb_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "FAQ", "a/b", "..", "a b", &"x".repeat(65), "中文"] {
+            assert_eq!(
+                validate_kb_id(bad).unwrap_err().code(),
+                ErrorCode::InvalidRequest,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn file_names_lose_directories() {
+        assert_eq!(clean_file_name("../../etc/passwd").unwrap(), "passwd");
+        assert_eq!(clean_file_name("C:\\docs\\规则.md").unwrap(), "规则.md");
+        assert!(clean_file_name("dir/").is_err());
+        assert!(clean_file_name("..").is_err());
+    }
+
+    #[test]
+    fn document_ids_are_stable_per_name() {
+        assert_eq!(document_id("a.md"), document_id("a.md"));
+        assert_ne!(document_id("a.md"), document_id("b.md"));
+        assert_eq!(document_id("a.md").len(), 16);
+    }
+
+    #[test]
+    fn embedding_text_carries_title_and_headings_once() {
+        let chunk = Chunk {
+            document_id: "d".into(),
+            document_name: "d.md".into(),
+            title: "价格".into(),
+            chunk_index: 0,
+            heading_path: vec!["价格".into(), "企业版".into()],
+            text: "每月 100 元。".into(),
+            metadata: Default::default(),
+        };
+        assert_eq!(embedding_text(&chunk), "价格 > 企业版\n每月 100 元。");
+    }
+}

@@ -1,0 +1,27 @@
+//! lore: a self-hosted knowledge-base server for support bots.
+//!
+//! Flow: upload -> extract -> split -> embed -> store; question -> embed + keywords -> retrieve
+//! (hybrid, calibrated) -> answer. Every front door calls the one [`kb::KnowledgeBase`] service.
+
+/// Knowledge bases and document records, persisted beside the store.
+pub mod catalog;
+/// Command-line client: talks to a running server, or opens the data directory itself.
+pub mod cli;
+/// Typed configuration: defaults < lore.toml < LORE_* environment.
+pub mod config;
+/// Shared vocabulary: KbInfo, DocumentRecord, Chunk, Hit.
+pub mod document;
+/// Text to vectors with the local ONNX model.
+pub mod embed;
+/// The error type and the closed list of error codes.
+pub mod error;
+/// The HTTP server and its front doors.
+pub mod http;
+/// From uploaded bytes to chunks: extraction, splitting, the queue.
+pub mod ingest;
+/// The service every front door calls.
+pub mod kb;
+/// Keyword vectors and score fusion.
+pub mod search;
+/// Chunk storage behind `VectorStore`: the embedded Qdrant Edge engine.
+pub mod store;

@@ -1,0 +1,137 @@
+//! The `lore` binary: the server and the command-line client.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use lore::cli::{self, Backend};
+use lore::config::Config;
+use lore::kb::KnowledgeBase;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "lore",
+    version,
+    about = "A self-hosted knowledge base for support bots"
+)]
+struct Cli {
+    /// Config file (default: ./lore.toml when it exists).
+    #[arg(long, global = true, env = "LORE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the HTTP server.
+    Serve {
+        /// Address to listen on (overrides `listen`).
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+        /// Data directory (overrides `data_dir`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Ingests files and folders into a knowledge base (created if missing).
+    Ingest {
+        kb: String,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Server to send to (default: the configured listen address, else the data directory).
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Searches a knowledge base.
+    Search {
+        kb: String,
+        query: String,
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("LORE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let mut config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve { addr, data_dir } => {
+            if let Some(addr) = addr {
+                config.listen = addr;
+            }
+            if let Some(dir) = data_dir {
+                config.data_dir = dir;
+            }
+            serve(config).await
+        }
+        Command::Ingest {
+            kb,
+            paths,
+            server,
+            data_dir,
+        } => {
+            if let Some(dir) = data_dir {
+                config.data_dir = dir;
+            }
+            let backend = Backend::connect(&config, server.as_deref()).await?;
+            cli::ingest(&backend, &kb, &paths).await
+        }
+        Command::Search {
+            kb,
+            query,
+            top_k,
+            server,
+            data_dir,
+        } => {
+            if let Some(dir) = data_dir {
+                config.data_dir = dir;
+            }
+            let backend = Backend::connect(&config, server.as_deref()).await?;
+            cli::search(&backend, &kb, &query, top_k).await
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    tracing::info!(data_dir = %config.data_dir.display(), "loading");
+    let service = KnowledgeBase::open(config).await?;
+    tracing::info!(addr = %listener.local_addr()?, "lore is listening");
+    lore::http::serve(listener, service, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,9 @@
+//! The retrieval half of hybrid search that is the same for every store: keyword vectors
+//! (BM25 over Chinese-aware tokens) and fusion of dense and keyword scores into one calibrated
+//! relevance in [0, 1].
+
+pub mod fusion;
+pub mod keyword;
+
+pub use fusion::{Calibration, fuse};
+pub use keyword::Keywords;

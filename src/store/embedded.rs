@@ -1,0 +1,380 @@
+//! The embedded store: Qdrant Edge shards inside the lore process, one per knowledge base,
+//! under `{data_dir}/kbs/{kb}/shard`.
+//!
+//! Edge calls are synchronous and do disk I/O, so every call runs on a blocking thread.
+//! Every write is flushed (WAL and segments) before it returns, so an acknowledged write
+//! survives a crash.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use qdrant_edge::{
+    Distance, EdgeConfigBuilder, EdgeShard, EdgeSparseVectorParams, EdgeVectorParams, Filter,
+    Modifier, NamedQuery, PayloadSchemaType, PointId, PointOperations, PointStructPersisted,
+    QueryBatchRequest, QueryEnum, QueryRequest, ScoredPoint, ScoringQuery, ScrollRequest,
+    SearchParams, UpdateOperation, VectorInternal, VectorPersisted, VectorStructInternal,
+    VectorStructPersisted, WithPayloadInterface, WithVector,
+};
+use serde_json::json;
+
+use super::{
+    Candidate, DENSE, KEYWORD, SparseVector, StoreQuery, StoredChunk, VectorStore,
+    chunk_from_payload, chunk_payload, cosine, point_id,
+};
+use crate::document::Chunk;
+
+/// Knowledge bases stored in Qdrant Edge shards on local disk.
+pub struct EmbeddedStore {
+    root: PathBuf,
+    shards: RwLock<HashMap<String, Arc<EdgeShard>>>,
+}
+
+impl EmbeddedStore {
+    /// Opens the store under `root` (`{data_dir}/kbs`); shards open on first use.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            shards: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn shard_path(&self, kb: &str) -> PathBuf {
+        self.root.join(kb).join("shard")
+    }
+
+    /// The open shard of a knowledge base, opening it from disk (replaying its WAL) if needed.
+    fn shard(&self, kb: &str) -> anyhow::Result<Arc<EdgeShard>> {
+        if let Some(shard) = self.read_shards()?.get(kb) {
+            return Ok(Arc::clone(shard));
+        }
+        let mut shards = self.write_shards()?;
+        if let Some(shard) = shards.get(kb) {
+            return Ok(Arc::clone(shard));
+        }
+        let path = self.shard_path(kb);
+        anyhow::ensure!(
+            path.exists(),
+            "knowledge base '{kb}' has no shard at {}",
+            path.display()
+        );
+        let shard = Arc::new(
+            EdgeShard::load(&path, None)
+                .with_context(|| format!("cannot open the shard at {}", path.display()))?,
+        );
+        shards.insert(kb.to_owned(), Arc::clone(&shard));
+        Ok(shard)
+    }
+
+    fn read_shards(
+        &self,
+    ) -> anyhow::Result<std::sync::RwLockReadGuard<'_, HashMap<String, Arc<EdgeShard>>>> {
+        self.shards
+            .read()
+            .map_err(|_| anyhow::anyhow!("shard map poisoned"))
+    }
+
+    fn write_shards(
+        &self,
+    ) -> anyhow::Result<std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<EdgeShard>>>> {
+        self.shards
+            .write()
+            .map_err(|_| anyhow::anyhow!("shard map poisoned"))
+    }
+
+    fn create_shard(path: &Path, dimension: usize) -> anyhow::Result<EdgeShard> {
+        let config = EdgeConfigBuilder::new()
+            .vector(
+                DENSE,
+                EdgeVectorParams::builder(dimension, Distance::Cosine).build(),
+            )
+            .sparse_vector(
+                KEYWORD,
+                EdgeSparseVectorParams {
+                    modifier: Some(Modifier::Idf),
+                    ..Default::default()
+                },
+            )
+            .build();
+        let shard = EdgeShard::new(path, config)
+            .with_context(|| format!("cannot create a shard at {}", path.display()))?;
+        for (field, schema) in [
+            ("document_id", PayloadSchemaType::Keyword),
+            ("version", PayloadSchemaType::Integer),
+        ] {
+            shard.update(UpdateOperation::FieldIndexOperation(
+                qdrant_edge::FieldIndexOperations::CreateIndex(qdrant_edge::CreateIndex {
+                    field_name: field
+                        .parse()
+                        .map_err(|_| anyhow::anyhow!("invalid field path {field}"))?,
+                    field_schema: Some(schema.into()),
+                }),
+            ))?;
+        }
+        shard.flush()?;
+        Ok(shard)
+    }
+}
+
+/// A Qdrant filter from its JSON form; the same JSON serves the Qdrant server backend.
+fn filter(value: serde_json::Value) -> anyhow::Result<Filter> {
+    serde_json::from_value(value).context("invalid store filter")
+}
+
+fn document_filter(document_id: &str) -> serde_json::Value {
+    json!({ "must": [{ "key": "document_id", "match": { "value": document_id } }] })
+}
+
+fn to_point(stored: StoredChunk, version: u64) -> PointStructPersisted {
+    let payload = chunk_payload(&stored.chunk, version);
+    let vectors = HashMap::from([
+        (DENSE.to_owned(), VectorPersisted::Dense(stored.dense)),
+        (
+            KEYWORD.to_owned(),
+            VectorPersisted::Sparse(qdrant_edge::SparseVector {
+                indices: stored.keyword.indices,
+                values: stored.keyword.values,
+            }),
+        ),
+    ]);
+    PointStructPersisted {
+        id: PointId::Uuid(point_id(
+            &stored.chunk.document_id,
+            version,
+            stored.chunk.chunk_index,
+        )),
+        vector: VectorStructPersisted::Named(vectors),
+        payload: Some(payload.into()),
+    }
+}
+
+fn dense_vector_of(point: &ScoredPoint) -> Option<&[f32]> {
+    match point.vector.as_ref()? {
+        VectorStructInternal::Named(named) => match named.get(DENSE)? {
+            VectorInternal::Dense(v) => Some(v.as_slice()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn query_request(query: ScoringQuery, limit: usize, with_vector: WithVector) -> QueryRequest {
+    QueryRequest {
+        query: Some(query),
+        limit,
+        // Exact search: a knowledge base of support documents is small enough to scan, and
+        // HNSW with default parameters lost recall on small collections.
+        params: Some(SearchParams {
+            exact: true,
+            ..Default::default()
+        }),
+        with_payload: WithPayloadInterface::Bool(true),
+        with_vector,
+        ..QueryRequest::new(limit)
+    }
+}
+
+#[async_trait]
+impl VectorStore for EmbeddedStore {
+    async fn create_kb(&self, kb: &str, dimension: usize) -> anyhow::Result<()> {
+        let path = self.shard_path(kb);
+        if path.join("edge_config.json").exists() {
+            return Ok(());
+        }
+        let shard =
+            tokio::task::spawn_blocking(move || Self::create_shard(&path, dimension)).await??;
+        self.write_shards()?.insert(kb.to_owned(), Arc::new(shard));
+        Ok(())
+    }
+
+    async fn drop_kb(&self, kb: &str) -> anyhow::Result<()> {
+        let shard = self.write_shards()?.remove(kb);
+        let path = self.shard_path(kb);
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            // Close the shard (its files) before removing them.
+            drop(shard);
+            if path.exists() {
+                std::fs::remove_dir_all(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+            }
+            Ok(())
+        })
+        .await?
+    }
+
+    async fn replace_document(
+        &self,
+        kb: &str,
+        document_id: &str,
+        version: u64,
+        chunks: Vec<StoredChunk>,
+    ) -> anyhow::Result<()> {
+        let shard = self.shard(kb)?;
+        let stale = filter(json!({
+            "must": [{ "key": "document_id", "match": { "value": document_id } }],
+            "must_not": [{ "key": "version", "match": { "value": version } }],
+        }))?;
+        let points: Vec<PointStructPersisted> =
+            chunks.into_iter().map(|c| to_point(c, version)).collect();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            if !points.is_empty() {
+                shard.update(UpdateOperation::PointOperation(
+                    PointOperations::UpsertPoints(qdrant_edge::PointInsertOperations::PointsList(
+                        points,
+                    )),
+                ))?;
+            }
+            shard.update(UpdateOperation::PointOperation(
+                PointOperations::DeletePointsByFilter(stale),
+            ))?;
+            shard.flush()?;
+            Ok(())
+        })
+        .await?
+    }
+
+    async fn delete_document(&self, kb: &str, document_id: &str) -> anyhow::Result<()> {
+        let shard = self.shard(kb)?;
+        let all_versions = filter(document_filter(document_id))?;
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            shard.update(UpdateOperation::PointOperation(
+                PointOperations::DeletePointsByFilter(all_versions),
+            ))?;
+            shard.flush()?;
+            Ok(())
+        })
+        .await?
+    }
+
+    async fn search(&self, kb: &str, query: StoreQuery) -> anyhow::Result<Vec<Candidate>> {
+        let shard = self.shard(kb)?;
+        let dense_query = ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
+            query: VectorInternal::Dense(query.dense.clone()),
+            using: Some(DENSE.to_owned()),
+        }));
+        let keyword_query = ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
+            query: VectorInternal::Sparse(qdrant_edge::SparseVector {
+                indices: query.keyword.indices.clone(),
+                values: query.keyword.values.clone(),
+            }),
+            using: Some(KEYWORD.to_owned()),
+        }));
+        let mut requests = vec![query_request(
+            dense_query,
+            query.candidates,
+            WithVector::Bool(false),
+        )];
+        if !query.keyword.indices.is_empty() {
+            // Keyword finds come with their dense vector, so every candidate gets a cosine.
+            requests.push(query_request(
+                keyword_query,
+                query.candidates,
+                WithVector::Selector(vec![DENSE.to_owned()]),
+            ));
+        }
+        let results = tokio::task::spawn_blocking(move || {
+            shard.query_batch(QueryBatchRequest { queries: requests })
+        })
+        .await??;
+        let mut results = results.into_iter();
+        let dense_hits = results.next().unwrap_or_default();
+        let keyword_hits = results.next().unwrap_or_default();
+
+        let mut by_id: HashMap<PointId, Candidate> = HashMap::new();
+        for point in dense_hits {
+            let Some(payload) = &point.payload else {
+                continue;
+            };
+            let (chunk, version) = chunk_from_payload(&payload.0)?;
+            by_id.insert(
+                point.id,
+                Candidate {
+                    chunk,
+                    version,
+                    dense: point.score,
+                    keyword: None,
+                },
+            );
+        }
+        for point in keyword_hits {
+            if let Some(found) = by_id.get_mut(&point.id) {
+                found.keyword = Some(point.score);
+                continue;
+            }
+            let Some(payload) = &point.payload else {
+                continue;
+            };
+            let (chunk, version) = chunk_from_payload(&payload.0)?;
+            let dense = dense_vector_of(&point)
+                .map(|v| cosine(v, &query.dense))
+                .unwrap_or(0.0);
+            by_id.insert(
+                point.id,
+                Candidate {
+                    chunk,
+                    version,
+                    dense,
+                    keyword: Some(point.score),
+                },
+            );
+        }
+        Ok(by_id.into_values().collect())
+    }
+
+    async fn document_chunks(
+        &self,
+        kb: &str,
+        document_id: &str,
+        version: u64,
+    ) -> anyhow::Result<Vec<Chunk>> {
+        let shard = self.shard(kb)?;
+        let of_version = filter(json!({
+            "must": [
+                { "key": "document_id", "match": { "value": document_id } },
+                { "key": "version", "match": { "value": version } },
+            ]
+        }))?;
+        let records = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let mut records = Vec::new();
+            let mut offset = None;
+            loop {
+                let request = ScrollRequest {
+                    offset,
+                    limit: Some(256),
+                    filter: Some(of_version.clone()),
+                    with_payload: Some(WithPayloadInterface::Bool(true)),
+                    with_vector: WithVector::Bool(false),
+                    ..ScrollRequest::new()
+                };
+                let (page, next) = shard.scroll(request)?;
+                records.extend(page);
+                match next {
+                    Some(next) => offset = Some(next),
+                    None => break,
+                }
+            }
+            Ok(records)
+        })
+        .await??;
+        let mut chunks = Vec::with_capacity(records.len());
+        for record in records {
+            if let Some(payload) = &record.payload {
+                chunks.push(chunk_from_payload(&payload.0)?.0);
+            }
+        }
+        chunks.sort_by_key(|c| c.chunk_index);
+        Ok(chunks)
+    }
+}
+
+/// Converts an Edge sparse vector into the store's own type.
+impl From<qdrant_edge::SparseVector> for SparseVector {
+    fn from(v: qdrant_edge::SparseVector) -> Self {
+        Self {
+            indices: v.indices,
+            values: v.values,
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! `TestServer`: a real lore server on an ephemeral port with its own data directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lore::config::Config;
+use lore::kb::KnowledgeBase;
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The development evaluation set beside the repository (`../shared/eval`).
+pub fn eval_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/eval")
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    data_dir: Arc<tempfile::TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// A server with the default config, a fresh data directory and port 0.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let data_dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        Self::start(data_dir, adjust).await
+    }
+
+    async fn start(data_dir: Arc<tempfile::TempDir>, adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::load(Some(Path::new("/dev/null"))).expect("config");
+        config.data_dir = data_dir.path().to_path_buf();
+        config.listen = "127.0.0.1:0".parse().expect("addr");
+        adjust(&mut config);
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let service = KnowledgeBase::open(config).await.expect("service starts");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            lore::http::serve(listener, service, shutdown)
+                .await
+                .expect("server runs");
+        });
+        Self {
+            base,
+            http: reqwest::Client::new(),
+            data_dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops this server and starts a new one on the same data directory.
+    pub async fn restart(mut self) -> Self {
+        let data_dir = Arc::clone(&self.data_dir);
+        self.shutdown().await;
+        Self::start(data_dir, |_| {}).await
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        // Let the ingestion worker notice the service is gone and release the data directory.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.http.get(self.url(path)).send().await.expect("request");
+        split(response).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        split(response).await
+    }
+
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("request");
+        split(response).await
+    }
+
+    pub async fn delete(&self, path: &str) -> u16 {
+        self.http
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("request")
+            .status()
+            .as_u16()
+    }
+
+    pub async fn create_kb(&self, id: &str) {
+        let (status, body) = self.post_json("/api/kbs", &json!({ "id": id })).await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    /// Uploads files given as (name, bytes).
+    pub async fn upload(&self, kb: &str, files: Vec<(String, Vec<u8>)>) -> (u16, Value) {
+        self.upload_with(kb, files, None).await
+    }
+
+    pub async fn upload_with(
+        &self,
+        kb: &str,
+        files: Vec<(String, Vec<u8>)>,
+        metadata: Option<Value>,
+    ) -> (u16, Value) {
+        let mut form = Form::new();
+        for (name, bytes) in files {
+            form = form.part("file", Part::bytes(bytes).file_name(name));
+        }
+        if let Some(metadata) = metadata {
+            form = form.text("metadata", metadata.to_string());
+        }
+        let response = self
+            .http
+            .post(self.url(&format!("/api/kbs/{kb}/documents")))
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload");
+        split(response).await
+    }
+
+    /// Uploads files from disk.
+    pub async fn upload_paths(&self, kb: &str, paths: &[PathBuf]) -> (u16, Value) {
+        let files = paths
+            .iter()
+            .map(|p| {
+                let name = p
+                    .file_name()
+                    .expect("file name")
+                    .to_string_lossy()
+                    .into_owned();
+                (name, std::fs::read(p).expect("read fixture"))
+            })
+            .collect();
+        self.upload(kb, files).await
+    }
+
+    /// Waits until no document of `kb` is queued or processing; returns the documents.
+    pub async fn wait_idle(&self, kb: &str) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let (status, body) = self.get(&format!("/api/kbs/{kb}/documents")).await;
+            assert_eq!(status, 200, "{body}");
+            let documents = body["documents"].as_array().cloned().unwrap_or_default();
+            let busy = documents
+                .iter()
+                .any(|d| d["status"] == "queued" || d["status"] == "processing");
+            if !busy {
+                return documents;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ingestion did not finish: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn search(&self, kb: &str, query: &str, top_k: usize) -> Vec<Value> {
+        let (status, body) = self
+            .post_json(
+                &format!("/api/kbs/{kb}/search"),
+                &json!({ "query": query, "top_k": top_k }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["records"].as_array().cloned().expect("records")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn split(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// The 27 Chinese Markdown files of the evaluation set.
+pub fn md_zh_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(eval_dir().join("docs/md_zh"))
+        .expect("../shared/eval/docs/md_zh")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Questions of `docs_qa_zh.dev.jsonl` of one type.
+pub fn zh_questions(kind: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(eval_dir().join("docs_qa_zh.dev.jsonl")).expect("dev set");
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str::<Value>(l).expect("json line"))
+        .filter(|q| q["type"] == kind)
+        .collect()
+}

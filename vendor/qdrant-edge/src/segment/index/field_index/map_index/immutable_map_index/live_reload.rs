@@ -1,0 +1,39 @@
+use crate::blobstore::Blob;
+use crate::common::persisted_hashmap::Key;
+use crate::common::sorted_slice::SortedSlice;
+use crate::common::types::PointOffsetType;
+use crate::common::universal_io::{CachedReadFs, PreloadFuture, UniversalRead, UniversalReadFs};
+
+use super::ImmutableMapIndex;
+use crate::segment::common::operation_error::OperationResult;
+use crate::segment::index::field_index::LiveReload;
+use crate::segment::index::field_index::map_index::MapIndexKey;
+
+impl<N, S> LiveReload for ImmutableMapIndex<N, S>
+where
+    Vec<<N as MapIndexKey>::Owned>: Blob + Send + Sync,
+    N: MapIndexKey + Key + ?Sized,
+    S: UniversalRead,
+{
+    type File = S;
+
+    fn live_preload<Fs: CachedReadFs<File = S>>(
+        &self,
+        _fs: &Fs,
+    ) -> OperationResult<Vec<PreloadFuture>> {
+        Ok(Vec::new())
+    }
+
+    fn live_reload<Fs: UniversalReadFs<File = S>>(
+        &mut self,
+        _fs: &Fs,
+        deleted_points: &SortedSlice<'_, PointOffsetType>,
+        _new_points: &SortedSlice<'_, PointOffsetType>,
+    ) -> OperationResult<()> {
+        for deleted_point in deleted_points {
+            self.remove_point(*deleted_point)?;
+        }
+
+        Ok(())
+    }
+}
