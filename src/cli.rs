@@ -164,6 +164,7 @@ impl Backend {
                     query: query.to_owned(),
                     top_k: Some(top_k),
                     score_threshold: None,
+                    filter: None,
                 };
                 let hits = service
                     .search(kb, request)

@@ -18,7 +18,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::ingest::extract::{Format, extract};
 use crate::ingest::queue::{IngestQueue, Job};
 use crate::ingest::split::Splitter;
-use crate::search::{Calibration, Keywords, fuse};
+use crate::search::{Calibration, Fused, Keywords, MetadataCondition, Ranking, fuse};
 use crate::store::{EmbeddedStore, StoreQuery, StoredChunk, VectorStore};
 
 /// Chunks embedded between two progress updates.
@@ -54,6 +54,7 @@ pub struct SearchRequest {
     pub query: String,
     pub top_k: Option<usize>,
     pub score_threshold: Option<f32>,
+    pub filter: Option<MetadataCondition>,
 }
 
 /// The service behind every front door.
@@ -285,6 +286,23 @@ impl KnowledgeBase {
     /// Hybrid search: dense and keyword candidates, fused into calibrated scores, filtered to
     /// the served version of each document, sorted best first.
     pub async fn search(&self, kb: &str, request: SearchRequest) -> Result<Vec<Hit>> {
+        let fused = self.retrieve(kb, request, Ranking::Hybrid).await?;
+        Ok(fused
+            .into_iter()
+            .map(|f| Hit {
+                chunk: f.candidate.chunk,
+                score: f.score,
+            })
+            .collect())
+    }
+
+    /// Search with a choice of ranking, keeping the fused values (for evaluation).
+    pub async fn retrieve(
+        &self,
+        kb: &str,
+        request: SearchRequest,
+        ranking: Ranking,
+    ) -> Result<Vec<Fused>> {
         self.catalog.kb(kb)?;
         let query = request.query.trim();
         if query.is_empty() {
@@ -310,6 +328,10 @@ impl KnowledgeBase {
                 "score_threshold must be between 0 and 1",
             ));
         }
+        let filter = match &request.filter {
+            Some(condition) => condition.to_store_filter()?,
+            None => None,
+        };
         let dense = self
             .embedder
             .embed_query(query)
@@ -325,6 +347,7 @@ impl KnowledgeBase {
                     dense,
                     keyword,
                     candidates,
+                    filter,
                 },
             )
             .await
@@ -334,14 +357,10 @@ impl KnowledgeBase {
             .into_iter()
             .filter(|c| served.get(&c.chunk.document_id) == Some(&c.version))
             .collect();
-        Ok(fuse(current, &self.calibration)
+        Ok(fuse(current, &self.calibration, ranking)
             .into_iter()
-            .filter(|(_, score)| *score >= threshold)
+            .filter(|f| f.score >= threshold)
             .take(top_k)
-            .map(|(candidate, score)| Hit {
-                chunk: candidate.chunk,
-                score,
-            })
             .collect())
     }
 

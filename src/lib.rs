@@ -13,6 +13,8 @@ pub mod config;
 pub mod document;
 /// Text to vectors with the local ONNX model.
 pub mod embed;
+/// `lore eval`: retrieval metrics on a labelled set through the real search path.
+pub mod eval;
 /// The error type and the closed list of error codes.
 pub mod error;
 /// The HTTP server and its front doors.

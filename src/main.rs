@@ -45,6 +45,18 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Measures retrieval on a labelled set (hit@k, MRR) for dense, keyword and hybrid ranking.
+    Eval {
+        /// corpus.jsonl ({"id","title","text"} per line) or a folder of documents.
+        #[arg(long)]
+        corpus: PathBuf,
+        /// queries.jsonl ({"question", "gold_ids" or "source_files", "type"?} per line).
+        #[arg(long)]
+        queries: PathBuf,
+        /// Writes (question, chunk, fused value, relevant) lines for scripts/fit-calibration.
+        #[arg(long)]
+        dump: Option<PathBuf>,
+    },
     /// Searches a knowledge base.
     Search {
         kb: String,
@@ -90,6 +102,11 @@ async fn main() -> anyhow::Result<()> {
             let backend = Backend::connect(&config, server.as_deref()).await?;
             cli::ingest(&backend, &kb, &paths).await
         }
+        Command::Eval {
+            corpus,
+            queries,
+            dump,
+        } => lore::eval::run(config, lore::eval::EvalArgs { corpus, queries, dump }).await,
         Command::Search {
             kb,
             query,

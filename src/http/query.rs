@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{ApiError, Json};
 use crate::document::{Hit, Metadata};
 use crate::kb::{KnowledgeBase, SearchRequest};
+use crate::search::MetadataCondition;
 
 pub fn router() -> Router<Arc<KnowledgeBase>> {
     Router::new().route("/api/kbs/{kb}/search", post(search))
@@ -21,6 +22,8 @@ struct SearchBody {
     query: String,
     top_k: Option<usize>,
     score_threshold: Option<f32>,
+    /// Dify's `metadata_condition` shape.
+    filter: Option<MetadataCondition>,
 }
 
 #[derive(Serialize)]
@@ -66,6 +69,7 @@ async fn search(
         query: body.query,
         top_k: body.top_k,
         score_threshold: body.score_threshold,
+        filter: body.filter,
     };
     let hits = service.search(&kb, request).await?;
     Ok(Json(SearchResponse {

@@ -43,28 +43,52 @@ impl Calibration {
     }
 }
 
-/// Scores every candidate and sorts them by score, best first.
-pub fn fuse(candidates: Vec<Candidate>, calibration: &Calibration) -> Vec<(Candidate, f32)> {
+/// How candidates are ranked: hybrid (the product), or one half alone (for evaluation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ranking {
+    Hybrid,
+    Dense,
+    Keyword,
+}
+
+/// A candidate with its fused value and calibrated score.
+#[derive(Debug, Clone)]
+pub struct Fused {
+    pub candidate: Candidate,
+    /// The uncalibrated fused value (what calibration is fitted on).
+    pub fused: f32,
+    /// Calibrated relevance in [0, 1].
+    pub score: f32,
+}
+
+/// Scores every candidate and sorts them best first.
+pub fn fuse(candidates: Vec<Candidate>, calibration: &Calibration, ranking: Ranking) -> Vec<Fused> {
     let best_keyword = candidates
         .iter()
         .filter_map(|c| c.keyword)
         .fold(0.0_f32, f32::max);
-    let mut scored: Vec<(Candidate, f32)> = candidates
+    let mut scored: Vec<Fused> = candidates
         .into_iter()
         .map(|candidate| {
             let keyword = match (candidate.keyword, best_keyword > 0.0) {
                 (Some(k), true) => k / best_keyword,
                 _ => 0.0,
             };
-            let fused = candidate.dense + calibration.keyword_weight * keyword;
+            let fused = match ranking {
+                Ranking::Hybrid => candidate.dense + calibration.keyword_weight * keyword,
+                Ranking::Dense => candidate.dense,
+                // Keyword order first, cosine only to break ties among chunks without keywords.
+                Ranking::Keyword => keyword + 0.001 * candidate.dense,
+            };
             let score = calibration.score(fused);
-            (candidate, score)
+            Fused { candidate, fused, score }
         })
         .collect();
     scored.sort_by(|a, b| {
-        b.1.total_cmp(&a.1)
-            .then_with(|| b.0.dense.total_cmp(&a.0.dense))
-            .then_with(|| a.0.chunk.chunk_index.cmp(&b.0.chunk.chunk_index))
+        b.fused
+            .total_cmp(&a.fused)
+            .then_with(|| a.candidate.chunk.document_id.cmp(&b.candidate.chunk.document_id))
+            .then_with(|| a.candidate.chunk.chunk_index.cmp(&b.candidate.chunk.chunk_index))
     });
     scored
 }
@@ -106,24 +130,30 @@ mod tests {
 
     #[test]
     fn keyword_evidence_lifts_a_chunk_above_an_equal_cosine() {
-        let fused = fuse(
-            vec![
-                candidate(0, 0.85, None),
-                candidate(1, 0.85, Some(3.0)),
-                candidate(2, 0.80, None),
-            ],
-            &Calibration::default(),
-        );
-        let order: Vec<usize> = fused.iter().map(|(c, _)| c.chunk.chunk_index).collect();
-        assert_eq!(order, [1, 0, 2]);
-        assert!(fused.windows(2).all(|w| w[0].1 >= w[1].1));
+        let candidates = vec![
+            candidate(0, 0.85, None),
+            candidate(1, 0.85, Some(3.0)),
+            candidate(2, 0.80, None),
+        ];
+        let calibration = Calibration::default();
+        let order = |ranking| -> Vec<usize> {
+            fuse(candidates.clone(), &calibration, ranking)
+                .iter()
+                .map(|f| f.candidate.chunk.chunk_index)
+                .collect()
+        };
+        assert_eq!(order(Ranking::Hybrid), [1, 0, 2]);
+        assert_eq!(order(Ranking::Dense), [0, 1, 2]);
+        assert_eq!(order(Ranking::Keyword)[0], 1);
+        let fused = fuse(candidates.clone(), &calibration, Ranking::Hybrid);
+        assert!(fused.windows(2).all(|w| w[0].score >= w[1].score));
     }
 
     #[test]
     fn a_keyword_score_means_the_same_whatever_its_scale() {
         let calibration = Calibration::default();
-        let small = fuse(vec![candidate(0, 0.8, Some(0.5))], &calibration);
-        let large = fuse(vec![candidate(0, 0.8, Some(50.0))], &calibration);
-        assert_eq!(small[0].1, large[0].1);
+        let small = fuse(vec![candidate(0, 0.8, Some(0.5))], &calibration, Ranking::Hybrid);
+        let large = fuse(vec![candidate(0, 0.8, Some(50.0))], &calibration, Ranking::Hybrid);
+        assert_eq!(small[0].score, large[0].score);
     }
 }

@@ -2,8 +2,10 @@
 //! (BM25 over Chinese-aware tokens) and fusion of dense and keyword scores into one calibrated
 //! relevance in [0, 1].
 
+pub mod filter;
 pub mod fusion;
 pub mod keyword;
 
-pub use fusion::{Calibration, fuse};
+pub use filter::MetadataCondition;
+pub use fusion::{Calibration, Fused, Ranking, fuse};
 pub use keyword::Keywords;

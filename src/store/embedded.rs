@@ -160,9 +160,15 @@ fn dense_vector_of(point: &ScoredPoint) -> Option<&[f32]> {
     }
 }
 
-fn query_request(query: ScoringQuery, limit: usize, with_vector: WithVector) -> QueryRequest {
+fn query_request(
+    query: ScoringQuery,
+    limit: usize,
+    filter: Option<Filter>,
+    with_vector: WithVector,
+) -> QueryRequest {
     QueryRequest {
         query: Some(query),
+        filter,
         limit,
         // Exact search: a knowledge base of support documents is small enough to scan, and
         // HNSW with default parameters lost recall on small collections.
@@ -261,9 +267,11 @@ impl VectorStore for EmbeddedStore {
             }),
             using: Some(KEYWORD.to_owned()),
         }));
+        let store_filter = query.filter.clone().map(filter).transpose()?;
         let mut requests = vec![query_request(
             dense_query,
             query.candidates,
+            store_filter.clone(),
             WithVector::Bool(false),
         )];
         if !query.keyword.indices.is_empty() {
@@ -271,6 +279,7 @@ impl VectorStore for EmbeddedStore {
             requests.push(query_request(
                 keyword_query,
                 query.candidates,
+                store_filter,
                 WithVector::Selector(vec![DENSE.to_owned()]),
             ));
         }

@@ -48,6 +48,8 @@ pub struct StoreQuery {
     pub keyword: SparseVector,
     /// Candidates taken from each half before fusion.
     pub candidates: usize,
+    /// A Qdrant filter in its JSON form (see `search::filter`), applied inside the store.
+    pub filter: Option<serde_json::Value>,
 }
 
 /// A stored chunk found by either half of a query, with the raw score of each half that
@@ -109,6 +111,18 @@ pub fn chunk_payload(chunk: &Chunk, version: u64) -> serde_json::Map<String, ser
     payload.insert(
         "metadata".into(),
         serde_json::Value::Object(chunk.metadata.clone()),
+    );
+    // Reversed strings let filters match suffixes with a prefix match (see `search::filter`).
+    payload.insert(
+        "metadata_rev".into(),
+        serde_json::Value::Object(crate::search::filter::reversed_strings(&chunk.metadata)),
+    );
+    let mut names = serde_json::Map::new();
+    names.insert("document_id".into(), chunk.document_id.clone().into());
+    names.insert("document_name".into(), chunk.document_name.clone().into());
+    payload.insert(
+        "document_rev".into(),
+        serde_json::Value::Object(crate::search::filter::reversed_strings(&names)),
     );
     payload
 }

@@ -1,0 +1,254 @@
+//! `lore eval`: retrieval quality on a labelled set, through the real search path.
+//!
+//! Ingests a corpus (a `corpus.jsonl` of `{"id","title","text"}` rows, one document each, or a
+//! folder of documents) into a fresh knowledge base in a temporary data directory, runs every
+//! question of a `queries.jsonl` and reports hit@1/5/10 and MRR@10 for dense only, keyword only
+//! and hybrid ranking in the same run. A hit is a chunk of a gold document in the top k.
+//! Gold documents are `gold_ids` (corpus ids) or `source_files` (file names). When questions
+//! have a `type`, it also reports the top score of answerable and other questions, which is
+//! what a threshold has to separate.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::config::Config;
+use crate::document::{DocumentStatus, Metadata};
+use crate::kb::{KnowledgeBase, NewKb, SearchRequest, Upload};
+use crate::search::{Fused, Ranking};
+
+const KB: &str = "eval";
+const DEPTH: usize = 10;
+
+#[derive(Debug, Deserialize)]
+struct CorpusRow {
+    id: String,
+    #[serde(default)]
+    title: String,
+    text: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Query {
+    id: String,
+    question: String,
+    #[serde(default)]
+    gold_ids: Vec<String>,
+    #[serde(default)]
+    source_files: Vec<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+}
+
+/// What to evaluate.
+pub struct EvalArgs {
+    /// `corpus.jsonl` or a folder of documents.
+    pub corpus: PathBuf,
+    pub queries: PathBuf,
+    /// Writes one JSON line per (question, retrieved chunk) with the fused value and whether it
+    /// is relevant: the input of `scripts/fit-calibration`.
+    pub dump: Option<PathBuf>,
+}
+
+/// Hit rates of one ranking.
+#[derive(Debug, Default, Clone, Copy)]
+struct Metrics {
+    hit1: f64,
+    hit5: f64,
+    hit10: f64,
+    mrr10: f64,
+    count: usize,
+}
+
+impl Metrics {
+    fn add(&mut self, rank: Option<usize>) {
+        self.count += 1;
+        if let Some(rank) = rank {
+            self.hit1 += f64::from(u8::from(rank < 1));
+            self.hit5 += f64::from(u8::from(rank < 5));
+            self.hit10 += f64::from(u8::from(rank < 10));
+            self.mrr10 += 1.0 / (rank as f64 + 1.0);
+        }
+    }
+
+    fn row(&self, name: &str) -> String {
+        let n = self.count.max(1) as f64;
+        format!(
+            "| {name} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            self.hit1 / n,
+            self.hit5 / n,
+            self.hit10 / n,
+            self.mrr10 / n
+        )
+    }
+}
+
+/// Runs the evaluation and prints a Markdown report.
+pub async fn run(mut config: Config, args: EvalArgs) -> anyhow::Result<()> {
+    let data = tempfile::tempdir()?;
+    config.data_dir = data.path().to_path_buf();
+    let service = KnowledgeBase::open(config).await?;
+    service
+        .create_kb(NewKb { id: KB.into(), name: None, description: None })
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message().to_owned()))?;
+    let uploads = corpus_uploads(&args.corpus)?;
+    let started = std::time::Instant::now();
+    ingest(&service, uploads).await?;
+    let ingest_seconds = started.elapsed().as_secs_f64();
+    let queries = read_jsonl::<Query>(&args.queries)?;
+
+    let mut dump = match &args.dump {
+        Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path)?)),
+        None => None,
+    };
+    let rankings = [("dense", Ranking::Dense), ("keyword", Ranking::Keyword), ("hybrid", Ranking::Hybrid)];
+    let mut metrics = [Metrics::default(); 3];
+    let mut top_scores: std::collections::BTreeMap<String, Vec<f32>> = Default::default();
+    let bar = progress(queries.len(), "questions");
+    for query in &queries {
+        bar.inc(1);
+        let gold: HashSet<String> = query.gold_ids.iter().chain(&query.source_files).cloned().collect();
+        let answerable = query.kind.as_deref().is_none_or(|k| k == "answerable");
+        for (slot, (_, ranking)) in rankings.iter().enumerate() {
+            let found = retrieve(&service, &query.question, *ranking).await?;
+            if *ranking == Ranking::Hybrid {
+                let kind = query.kind.clone().unwrap_or_else(|| "answerable".into());
+                top_scores.entry(kind.clone()).or_default().push(found.first().map_or(0.0, |f| f.score));
+                if let Some(out) = dump.as_mut() {
+                    for (rank, f) in found.iter().enumerate() {
+                        let relevant = answerable && gold.contains(&document_key(f));
+                        let line = json!({ "query": query.id, "type": kind, "rank": rank,
+                            "fused": f.fused, "dense": f.candidate.dense, "relevant": relevant });
+                        std::io::Write::write_all(out, format!("{line}\n").as_bytes())?;
+                    }
+                }
+            }
+            if gold.is_empty() || !answerable {
+                continue;
+            }
+            metrics[slot].add(first_gold_document_rank(&found, &gold));
+        }
+    }
+    bar.finish_and_clear();
+
+    println!("corpus: {} ({ingest_seconds:.1} s to ingest)", args.corpus.display());
+    println!("queries: {} ({} with gold documents)\n", args.queries.display(), metrics[2].count);
+    println!("| ranking | hit@1 | hit@5 | hit@10 | MRR@10 |\n|---|---|---|---|---|");
+    for (slot, (name, _)) in rankings.iter().enumerate() {
+        println!("{}", metrics[slot].row(name));
+    }
+    if top_scores.len() > 1 {
+        println!("\ntop-1 hybrid score by question type:\n");
+        println!("| type | n | min | p25 | median | p75 | max |\n|---|---|---|---|---|---|---|");
+        for (kind, scores) in &mut top_scores {
+            scores.sort_by(f32::total_cmp);
+            let q = |p: f64| scores[((scores.len() - 1) as f64 * p).round() as usize];
+            println!(
+                "| {kind} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                scores.len(),
+                q(0.0),
+                q(0.25),
+                q(0.5),
+                q(0.75),
+                q(1.0)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The key a gold label refers to: a corpus id (document name without `.md`) or a file name.
+fn document_key(fused: &Fused) -> String {
+    fused.candidate.chunk.document_name.clone()
+}
+
+/// Rank of the first chunk of a gold document, in the top `DEPTH` chunks.
+fn first_gold_document_rank(found: &[Fused], gold: &HashSet<String>) -> Option<usize> {
+    found.iter().take(DEPTH).position(|f| {
+        let name = document_key(f);
+        gold.contains(&name) || name.strip_suffix(".md").is_some_and(|id| gold.contains(id))
+    })
+}
+
+async fn retrieve(service: &KnowledgeBase, question: &str, ranking: Ranking) -> anyhow::Result<Vec<Fused>> {
+    let request = SearchRequest {
+        query: question.to_owned(),
+        top_k: Some(DEPTH),
+        score_threshold: None,
+        filter: None,
+    };
+    service.retrieve(KB, request, ranking).await.map_err(|e| anyhow::anyhow!(e.message().to_owned()))
+}
+
+fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Vec<T>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), i + 1)))
+        .collect()
+}
+
+/// One upload per corpus row (as Markdown with the title as heading), or per file in a folder.
+fn corpus_uploads(corpus: &Path) -> anyhow::Result<Vec<Upload>> {
+    if corpus.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(corpus)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| crate::ingest::extract::has_supported_extension(p))
+            .collect();
+        files.sort();
+        return files
+            .into_iter()
+            .map(|path| {
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                Ok(Upload { name, bytes: std::fs::read(&path)? })
+            })
+            .collect();
+    }
+    Ok(read_jsonl::<CorpusRow>(corpus)?
+        .into_iter()
+        .map(|row| Upload {
+            name: format!("{}.md", row.id),
+            bytes: format!("# {}\n\n{}\n", row.title, row.text).into_bytes(),
+        })
+        .collect())
+}
+
+async fn ingest(service: &Arc<KnowledgeBase>, uploads: Vec<Upload>) -> anyhow::Result<()> {
+    let total = uploads.len();
+    service
+        .upload(KB, uploads, Metadata::new())
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message().to_owned()))?;
+    let bar = progress(total, "documents ingested");
+    loop {
+        let documents = service.documents(KB).map_err(|e| anyhow::anyhow!(e.message().to_owned()))?;
+        let done = documents
+            .iter()
+            .filter(|d| matches!(d.status, DocumentStatus::Ready | DocumentStatus::Failed))
+            .count();
+        bar.set_position(done as u64);
+        if done == documents.len() {
+            let failed: Vec<_> = documents.iter().filter(|d| d.status == DocumentStatus::Failed).collect();
+            anyhow::ensure!(failed.is_empty(), "{} documents failed: {:?}", failed.len(), failed[0].error);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+fn progress(total: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total as u64);
+    let template = format!("{{bar:40}} {{pos}}/{{len}} {what} ({{eta}} left)");
+    bar.set_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar
+}
