@@ -95,7 +95,11 @@ pub async fn run(mut config: Config, args: EvalArgs) -> anyhow::Result<()> {
     config.data_dir = data.path().to_path_buf();
     let service = KnowledgeBase::open(config).await?;
     service
-        .create_kb(NewKb { id: KB.into(), name: None, description: None })
+        .create_kb(NewKb {
+            id: KB.into(),
+            name: None,
+            description: None,
+        })
         .await
         .map_err(|e| anyhow::anyhow!(e.message().to_owned()))?;
     let uploads = corpus_uploads(&args.corpus)?;
@@ -108,19 +112,36 @@ pub async fn run(mut config: Config, args: EvalArgs) -> anyhow::Result<()> {
         Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path)?)),
         None => None,
     };
-    let rankings = [("dense", Ranking::Dense), ("keyword", Ranking::Keyword), ("hybrid", Ranking::Hybrid)];
+    let rankings = [
+        ("dense", Ranking::Dense),
+        ("keyword", Ranking::Keyword),
+        ("hybrid", Ranking::Hybrid),
+    ];
     let mut metrics = [Metrics::default(); 3];
     let mut top_scores: std::collections::BTreeMap<String, Vec<f32>> = Default::default();
+    let mut latencies_ms = Vec::with_capacity(queries.len());
     let bar = progress(queries.len(), "questions");
     for query in &queries {
         bar.inc(1);
-        let gold: HashSet<String> = query.gold_ids.iter().chain(&query.source_files).cloned().collect();
+        let gold: HashSet<String> = query
+            .gold_ids
+            .iter()
+            .chain(&query.source_files)
+            .cloned()
+            .collect();
         let answerable = query.kind.as_deref().is_none_or(|k| k == "answerable");
         for (slot, (_, ranking)) in rankings.iter().enumerate() {
+            let asked = std::time::Instant::now();
             let found = retrieve(&service, &query.question, *ranking).await?;
             if *ranking == Ranking::Hybrid {
+                latencies_ms.push(asked.elapsed().as_secs_f64() * 1000.0);
+            }
+            if *ranking == Ranking::Hybrid {
                 let kind = query.kind.clone().unwrap_or_else(|| "answerable".into());
-                top_scores.entry(kind.clone()).or_default().push(found.first().map_or(0.0, |f| f.score));
+                top_scores
+                    .entry(kind.clone())
+                    .or_default()
+                    .push(found.first().map_or(0.0, |f| f.score));
                 if let Some(out) = dump.as_mut() {
                     for (rank, f) in found.iter().enumerate() {
                         let relevant = answerable && gold.contains(&document_key(f));
@@ -138,8 +159,34 @@ pub async fn run(mut config: Config, args: EvalArgs) -> anyhow::Result<()> {
     }
     bar.finish_and_clear();
 
-    println!("corpus: {} ({ingest_seconds:.1} s to ingest)", args.corpus.display());
-    println!("queries: {} ({} with gold documents)\n", args.queries.display(), metrics[2].count);
+    let chunks: usize = service
+        .documents(KB)
+        .map_err(|e| anyhow::anyhow!(e.message().to_owned()))?
+        .iter()
+        .map(|d| d.chunk_count)
+        .sum();
+    latencies_ms.sort_by(f64::total_cmp);
+    let percentile = |p: f64| {
+        latencies_ms
+            .get(((latencies_ms.len().max(1) - 1) as f64 * p).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    println!(
+        "corpus: {} ({chunks} chunks, ingested in {ingest_seconds:.1} s: {:.1} chunks/s)",
+        args.corpus.display(),
+        chunks as f64 / ingest_seconds.max(1e-9)
+    );
+    println!(
+        "hybrid retrieval latency (embed query + search): p50 {:.1} ms, p95 {:.1} ms",
+        percentile(0.5),
+        percentile(0.95)
+    );
+    println!(
+        "queries: {} ({} with gold documents)\n",
+        args.queries.display(),
+        metrics[2].count
+    );
     println!("| ranking | hit@1 | hit@5 | hit@10 | MRR@10 |\n|---|---|---|---|---|");
     for (slot, (name, _)) in rankings.iter().enumerate() {
         println!("{}", metrics[slot].row(name));
@@ -177,22 +224,32 @@ fn first_gold_document_rank(found: &[Fused], gold: &HashSet<String>) -> Option<u
     })
 }
 
-async fn retrieve(service: &KnowledgeBase, question: &str, ranking: Ranking) -> anyhow::Result<Vec<Fused>> {
+async fn retrieve(
+    service: &KnowledgeBase,
+    question: &str,
+    ranking: Ranking,
+) -> anyhow::Result<Vec<Fused>> {
     let request = SearchRequest {
         query: question.to_owned(),
         top_k: Some(DEPTH),
         score_threshold: None,
         filter: None,
     };
-    service.retrieve(KB, request, ranking).await.map_err(|e| anyhow::anyhow!(e.message().to_owned()))
+    service
+        .retrieve(KB, request, ranking)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message().to_owned()))
 }
 
 fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Vec<T>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
-        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), i + 1))
+        })
         .collect()
 }
 
@@ -207,8 +264,14 @@ fn corpus_uploads(corpus: &Path) -> anyhow::Result<Vec<Upload>> {
         return files
             .into_iter()
             .map(|path| {
-                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                Ok(Upload { name, bytes: std::fs::read(&path)? })
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                Ok(Upload {
+                    name,
+                    bytes: std::fs::read(&path)?,
+                })
             })
             .collect();
     }
@@ -229,15 +292,25 @@ async fn ingest(service: &Arc<KnowledgeBase>, uploads: Vec<Upload>) -> anyhow::R
         .map_err(|e| anyhow::anyhow!(e.message().to_owned()))?;
     let bar = progress(total, "documents ingested");
     loop {
-        let documents = service.documents(KB).map_err(|e| anyhow::anyhow!(e.message().to_owned()))?;
+        let documents = service
+            .documents(KB)
+            .map_err(|e| anyhow::anyhow!(e.message().to_owned()))?;
         let done = documents
             .iter()
             .filter(|d| matches!(d.status, DocumentStatus::Ready | DocumentStatus::Failed))
             .count();
         bar.set_position(done as u64);
         if done == documents.len() {
-            let failed: Vec<_> = documents.iter().filter(|d| d.status == DocumentStatus::Failed).collect();
-            anyhow::ensure!(failed.is_empty(), "{} documents failed: {:?}", failed.len(), failed[0].error);
+            let failed: Vec<_> = documents
+                .iter()
+                .filter(|d| d.status == DocumentStatus::Failed)
+                .collect();
+            anyhow::ensure!(
+                failed.is_empty(),
+                "{} documents failed: {:?}",
+                failed.len(),
+                failed[0].error
+            );
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -249,6 +322,8 @@ async fn ingest(service: &Arc<KnowledgeBase>, uploads: Vec<Upload>) -> anyhow::R
 fn progress(total: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(total as u64);
     let template = format!("{{bar:40}} {{pos}}/{{len}} {what} ({{eta}} left)");
-    bar.set_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_style(
+        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     bar
 }

@@ -9,6 +9,9 @@ use lore::config::Config;
 use lore::kb::KnowledgeBase;
 use tracing_subscriber::EnvFilter;
 
+/// Qdrant Edge logs internal notices (feature flags, WAL opening) that mean nothing to users.
+const DEFAULT_LOG: &str = "info,qdrant_edge=error";
+
 #[derive(Parser)]
 #[command(
     name = "lore",
@@ -74,7 +77,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("LORE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_env("LORE_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -106,7 +109,17 @@ async fn main() -> anyhow::Result<()> {
             corpus,
             queries,
             dump,
-        } => lore::eval::run(config, lore::eval::EvalArgs { corpus, queries, dump }).await,
+        } => {
+            lore::eval::run(
+                config,
+                lore::eval::EvalArgs {
+                    corpus,
+                    queries,
+                    dump,
+                },
+            )
+            .await
+        }
         Command::Search {
             kb,
             query,

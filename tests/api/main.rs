@@ -5,4 +5,5 @@ mod common;
 mod documents;
 mod errors;
 mod kbs;
+mod retrieval;
 mod search;
