@@ -6,7 +6,7 @@
 //! lengths waste most of the compute on padding.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use fastembed::{
@@ -45,27 +45,33 @@ impl std::fmt::Debug for Embedder {
     }
 }
 
-/// ONNX Runtime allows one environment per process; every embedder shares it.
-static ORT_ENVIRONMENT: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+/// ONNX Runtime allows one environment per process; every embedder shares it. Only success is
+/// kept, so a failed start (library missing) can be retried once the library is in place.
+static ORT_ENVIRONMENT: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
 
 fn ort_environment(library: &Path) -> anyhow::Result<ort::environment::Environment> {
-    let env = ORT_ENVIRONMENT.get_or_init(|| {
-        if !library.is_file() {
-            return Err(format!(
-                "the ONNX Runtime library {} does not exist; run scripts/setup-models, or set \
-                 embedding.onnxruntime (LORE_EMBEDDING__ONNXRUNTIME) to libonnxruntime.so",
-                library.display()
-            ));
-        }
-        // `init_from` checks the library's version and returns an error; ort's implicit
-        // loading would panic instead.
-        ort::init_from(library)
-            .map_err(|err| format!("cannot load ONNX Runtime: {err}"))?
-            .with_name("lore")
-            .build()
-            .map_err(|err| format!("cannot start ONNX Runtime: {err}"))
-    });
-    env.clone().map_err(|err| anyhow::anyhow!(err))
+    let mut slot = ORT_ENVIRONMENT
+        .lock()
+        .map_err(|_| anyhow::anyhow!("ONNX Runtime start-up panicked earlier"))?;
+    if let Some(env) = slot.as_ref() {
+        return Ok(env.clone());
+    }
+    if !library.is_file() {
+        anyhow::bail!(
+            "the ONNX Runtime library {} does not exist; run scripts/setup-models, or set \
+             embedding.onnxruntime (LORE_EMBEDDING__ONNXRUNTIME) to libonnxruntime.so",
+            library.display()
+        );
+    }
+    // `init_from` checks the library's version and returns an error; ort's implicit loading
+    // would panic instead.
+    let env = ort::init_from(library)
+        .map_err(|err| anyhow::anyhow!("cannot load ONNX Runtime: {err}"))?
+        .with_name("lore")
+        .build()
+        .map_err(|err| anyhow::anyhow!("cannot start ONNX Runtime: {err}"))?;
+    *slot = Some(env.clone());
+    Ok(env)
 }
 
 impl Embedder {

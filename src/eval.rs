@@ -144,7 +144,7 @@ pub async fn run(mut config: Config, args: EvalArgs) -> anyhow::Result<()> {
                     .push(found.first().map_or(0.0, |f| f.score));
                 if let Some(out) = dump.as_mut() {
                     for (rank, f) in found.iter().enumerate() {
-                        let relevant = answerable && gold.contains(&document_key(f));
+                        let relevant = answerable && is_gold(f, &gold);
                         let line = json!({ "query": query.id, "type": kind, "rank": rank,
                             "fused": f.fused, "dense": f.candidate.dense, "relevant": relevant });
                         std::io::Write::write_all(out, format!("{line}\n").as_bytes())?;
@@ -211,17 +211,16 @@ pub async fn run(mut config: Config, args: EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The key a gold label refers to: a corpus id (document name without `.md`) or a file name.
-fn document_key(fused: &Fused) -> String {
-    fused.candidate.chunk.document_name.clone()
+/// Whether a retrieved chunk belongs to a gold document: gold labels are corpus ids (stored
+/// as `{id}.md`) or file names.
+fn is_gold(fused: &Fused, gold: &HashSet<String>) -> bool {
+    let name = &fused.candidate.chunk.document_name;
+    gold.contains(name) || name.strip_suffix(".md").is_some_and(|id| gold.contains(id))
 }
 
 /// Rank of the first chunk of a gold document, in the top `DEPTH` chunks.
 fn first_gold_document_rank(found: &[Fused], gold: &HashSet<String>) -> Option<usize> {
-    found.iter().take(DEPTH).position(|f| {
-        let name = document_key(f);
-        gold.contains(&name) || name.strip_suffix(".md").is_some_and(|id| gold.contains(id))
-    })
+    found.iter().take(DEPTH).position(|f| is_gold(f, gold))
 }
 
 async fn retrieve(

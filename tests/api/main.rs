@@ -7,3 +7,4 @@ mod errors;
 mod kbs;
 mod retrieval;
 mod search;
+mod startup;
