@@ -13,10 +13,10 @@ pub mod config;
 pub mod document;
 /// Text to vectors with the local ONNX model.
 pub mod embed;
-/// `lore eval`: retrieval metrics on a labelled set through the real search path.
-pub mod eval;
 /// The error type and the closed list of error codes.
 pub mod error;
+/// `lore eval`: retrieval metrics on a labelled set through the real search path.
+pub mod eval;
 /// The HTTP server and its front doors.
 pub mod http;
 /// From uploaded bytes to chunks: extraction, splitting, the queue.

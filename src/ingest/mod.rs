@@ -4,6 +4,9 @@
 //! embedding model and carry their headings; `queue` runs both, then embedding and storing, for
 //! each uploaded document in the background.
 
+mod docx;
 pub mod extract;
+mod html;
+mod pdf;
 pub mod queue;
 pub mod split;

@@ -12,7 +12,7 @@ use text_splitter::{ChunkConfig, MarkdownSplitter, TextSplitter};
 use tokenizers::Tokenizer;
 
 use crate::config::ChunkingConfig;
-use crate::ingest::extract::{Extracted, Format};
+use crate::ingest::extract::Extracted;
 
 /// One chunk of text and the headings above it.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,24 +43,95 @@ impl Splitter {
         let config = ChunkConfig::new(self.size_tokens)
             .with_sizer(self.tokenizer.as_ref())
             .with_overlap(self.overlap_tokens)?;
-        let spans: Vec<(usize, &str)> = match doc.format {
-            Format::Markdown => MarkdownSplitter::new(config)
+        let markdown = doc.format.is_markdown();
+        let spans: Vec<(usize, &str)> = if markdown {
+            MarkdownSplitter::new(config)
                 .chunk_indices(&doc.text)
-                .collect(),
-            Format::Text => TextSplitter::new(config).chunk_indices(&doc.text).collect(),
+                .collect()
+        } else {
+            TextSplitter::new(config).chunk_indices(&doc.text).collect()
         };
-        let headings = match doc.format {
-            Format::Markdown => markdown_headings(&doc.text),
-            Format::Text => Vec::new(),
+        let (headings, tables) = if markdown {
+            (markdown_headings(&doc.text), markdown_tables(&doc.text))
+        } else {
+            (Vec::new(), Vec::new())
         };
         Ok(spans
             .into_iter()
             .filter(|(_, text)| !text.trim().is_empty())
             .map(|(offset, text)| Piece {
-                text: text.to_owned(),
+                text: with_table_header(&tables, offset, text),
                 heading_path: heading_path_at(&headings, offset),
             })
             .collect())
+    }
+}
+
+/// A Markdown table: its header and delimiter lines, and the byte range of its body rows.
+#[derive(Debug, PartialEq)]
+struct Table {
+    header: String,
+    body: std::ops::Range<usize>,
+}
+
+/// Finds pipe tables (a header row, a `| --- |` delimiter row, body rows up to a blank line or a
+/// line without `|`) outside fenced code blocks. Extraction writes every table this way.
+fn markdown_tables(text: &str) -> Vec<Table> {
+    let is_delimiter = |line: &str| {
+        let line = line.trim();
+        line.contains('-')
+            && line.contains('|')
+            && line
+                .chars()
+                .all(|c| matches!(c, '|' | '-' | ':' | ' ' | '\t'))
+    };
+    let mut lines = Vec::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        lines.push((offset, line));
+        offset += line.len();
+    }
+    let mut tables = Vec::new();
+    let mut in_fence = false;
+    let mut i = 0;
+    while i + 1 < lines.len() {
+        let (_, line) = lines[i];
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
+            in_fence = !in_fence;
+        }
+        if in_fence || !line.contains('|') || !is_delimiter(lines[i + 1].1) {
+            i += 1;
+            continue;
+        }
+        let header = format!("{}\n{}\n", line.trim_end(), lines[i + 1].1.trim_end());
+        let start = i + 2;
+        let mut end = start;
+        while end < lines.len() && lines[end].1.contains('|') && !lines[end].1.trim().is_empty() {
+            end += 1;
+        }
+        let body_start = lines.get(start).map_or(text.len(), |(o, _)| *o);
+        let body_end = lines.get(end).map_or(text.len(), |(o, _)| *o);
+        if body_end > body_start {
+            tables.push(Table {
+                header,
+                body: body_start..body_end,
+            });
+        }
+        i = end.max(i + 1);
+    }
+    tables
+}
+
+/// A chunk that starts among a table's body rows gets the table's header row in front, so a row
+/// retrieved alone still says what its columns mean. The chunk grows by the header's tokens
+/// (sizes stay well under the model's limit: chunks default to 300 tokens, e5 reads 512).
+fn with_table_header(tables: &[Table], offset: usize, text: &str) -> String {
+    match tables.iter().find(|t| t.body.contains(&offset)) {
+        Some(table) if !text.starts_with(table.header.as_str()) => {
+            format!("{}{text}", table.header)
+        }
+        _ => text.to_owned(),
     }
 }
 
@@ -116,6 +187,7 @@ fn heading_path_at(headings: &[Heading], offset: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::extract::Format;
 
     fn tiny_tokenizer() -> Arc<Tokenizer> {
         let path = concat!(
@@ -141,6 +213,64 @@ mod tests {
             title: "t".into(),
             text: text.into(),
         }
+    }
+
+    /// A tokenizer counting words and punctuation runs, built in place (no fixture needed).
+    fn word_tokenizer() -> Arc<Tokenizer> {
+        let json = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
+            "normalizer":null,"pre_tokenizer":{"type":"Whitespace"},"post_processor":null,
+            "decoder":null,"model":{"type":"WordLevel","vocab":{"[UNK]":0},"unk_token":"[UNK]"}}"#;
+        Arc::new(json.parse().expect("word-level tokenizer"))
+    }
+
+    #[test]
+    fn every_chunk_of_a_long_table_repeats_its_header() {
+        let mut text = String::from("# Layoffs\n\nNotices by company.\n\n");
+        text.push_str("| Company | City | Employees |\n| --- | --- | --- |\n");
+        for i in 0..60 {
+            text.push_str(&format!("| Company {i} | City {i} | {} |\n", i * 7));
+        }
+        text.push_str("\nAfter the table.\n");
+        let splitter = Splitter::new(
+            word_tokenizer(),
+            &ChunkingConfig {
+                size_tokens: 80,
+                overlap_tokens: 0,
+            },
+        );
+        let pieces = splitter.split(&doc(Format::Pdf, &text)).unwrap();
+        let rows: Vec<&Piece> = pieces
+            .iter()
+            .filter(|p| p.text.contains("| Company 3"))
+            .collect();
+        assert!(pieces.len() > 3, "{pieces:#?}");
+        assert!(rows.len() > 2, "{pieces:#?}");
+        for piece in pieces.iter().filter(|p| p.text.contains("| Company ")) {
+            assert!(
+                piece
+                    .text
+                    .starts_with("| Company | City | Employees |\n| --- | --- | --- |\n")
+                    || piece.text.starts_with("# Layoffs"),
+                "{}",
+                piece.text
+            );
+            assert_eq!(piece.heading_path, ["Layoffs"]);
+        }
+    }
+
+    #[test]
+    fn tables_are_found_outside_code_only() {
+        let text = "intro\n\n| a | b |\n|---|:-:|\n| 1 | 2 |\n| 3 | 4 |\n\n```\n| x |\n| - |\n| y |\n```\n";
+        let tables = markdown_tables(text);
+        assert_eq!(tables.len(), 1);
+        assert_eq!(tables[0].header, "| a | b |\n|---|:-:|\n");
+        assert_eq!(&text[tables[0].body.clone()], "| 1 | 2 |\n| 3 | 4 |\n");
+        let row = text.find("| 3").unwrap();
+        assert_eq!(
+            with_table_header(&tables, row, "| 3 | 4 |"),
+            "| a | b |\n|---|:-:|\n| 3 | 4 |"
+        );
+        assert_eq!(with_table_header(&tables, 0, "intro"), "intro");
     }
 
     #[test]

@@ -13,8 +13,24 @@ use crate::error::{Error, Result};
 
 /// Dify's operators, exact strings.
 pub const OPERATORS: [&str; 18] = [
-    "contains", "not contains", "start with", "end with", "is", "is not", "empty", "not empty",
-    "in", "not in", "=", "≠", ">", "<", "≥", "≤", "before", "after",
+    "contains",
+    "not contains",
+    "start with",
+    "end with",
+    "is",
+    "is not",
+    "empty",
+    "not empty",
+    "in",
+    "not in",
+    "=",
+    "≠",
+    ">",
+    "<",
+    "≥",
+    "≤",
+    "before",
+    "after",
 ];
 
 /// A filter as clients send it.
@@ -49,8 +65,15 @@ impl MetadataCondition {
         if conditions.is_empty() {
             return Ok(None);
         }
-        let parts = conditions.iter().map(condition_filter).collect::<Result<Vec<Value>>>()?;
-        let operator = self.logical_operator.as_deref().unwrap_or("and").to_ascii_lowercase();
+        let parts = conditions
+            .iter()
+            .map(condition_filter)
+            .collect::<Result<Vec<Value>>>()?;
+        let operator = self
+            .logical_operator
+            .as_deref()
+            .unwrap_or("and")
+            .to_ascii_lowercase();
         match operator.as_str() {
             "and" => Ok(Some(json!({ "must": parts }))),
             "or" => Ok(Some(json!({ "should": parts }))),
@@ -64,7 +87,9 @@ impl MetadataCondition {
 /// Payload path of a filterable name, quoted so any key characters are safe.
 fn field_path(name: &str, reversed: bool) -> Result<String> {
     if name.is_empty() || name.contains('"') || name.contains('\\') {
-        return Err(Error::invalid_request(format!("invalid metadata name '{name}'")));
+        return Err(Error::invalid_request(format!(
+            "invalid metadata name '{name}'"
+        )));
     }
     Ok(match (name, reversed) {
         ("document_id" | "document_name", false) => name.to_owned(),
@@ -85,7 +110,13 @@ fn condition_filter(condition: &Condition) -> Result<Value> {
     // Several names (the old list form) must all satisfy the condition.
     let per_name = names
         .into_iter()
-        .map(|name| operator_filter(name, &condition.comparison_operator, condition.value.as_ref()))
+        .map(|name| {
+            operator_filter(
+                name,
+                &condition.comparison_operator,
+                condition.value.as_ref(),
+            )
+        })
         .collect::<Result<Vec<Value>>>()?;
     Ok(json!({ "must": per_name }))
 }
@@ -95,7 +126,9 @@ fn operator_filter(name: &str, operator: &str, value: Option<&Value>) -> Result<
     let not = |filter: Value| json!({ "must_not": [filter] });
     let filter = match operator {
         "contains" => json!({ "key": key, "match": { "substring": text(operator, value)? } }),
-        "not contains" => not(json!({ "key": key, "match": { "substring": text(operator, value)? } })),
+        "not contains" => {
+            not(json!({ "key": key, "match": { "substring": text(operator, value)? } }))
+        }
         "start with" => json!({ "key": key, "match": { "prefix": text(operator, value)? } }),
         "end with" => {
             let reversed: String = text(operator, value)?.chars().rev().collect();
@@ -143,15 +176,23 @@ fn number(operator: &str, value: Option<&Value>) -> Result<f64> {
     match value {
         Some(Value::Number(n)) => n.as_f64().ok_or_else(|| missing(operator)),
         Some(Value::String(s)) => s.trim().parse().map_err(|_| {
-            Error::invalid_request(format!("the '{operator}' condition needs a number, not '{s}'"))
+            Error::invalid_request(format!(
+                "the '{operator}' condition needs a number, not '{s}'"
+            ))
         }),
         _ => Err(missing(operator)),
     }
 }
 
-fn number_range(key: &str, operator: &str, value: Option<&Value>, bounds: &[&str]) -> Result<Value> {
+fn number_range(
+    key: &str,
+    operator: &str,
+    value: Option<&Value>,
+    bounds: &[&str],
+) -> Result<Value> {
     let n = number(operator, value)?;
-    let range: serde_json::Map<String, Value> = bounds.iter().map(|b| ((*b).to_owned(), json!(n))).collect();
+    let range: serde_json::Map<String, Value> =
+        bounds.iter().map(|b| ((*b).to_owned(), json!(n))).collect();
     Ok(json!({ "key": key, "range": range }))
 }
 
@@ -181,7 +222,10 @@ fn equals(key: &str, operator: &str, value: Option<&Value>) -> Result<Value> {
 fn one_of(key: &str, operator: &str, value: Option<&Value>) -> Result<Value> {
     let items: Vec<Value> = match value {
         Some(Value::Array(items)) => items.clone(),
-        Some(Value::String(s)) => s.split(',').map(|p| Value::String(p.trim().to_owned())).collect(),
+        Some(Value::String(s)) => s
+            .split(',')
+            .map(|p| Value::String(p.trim().to_owned()))
+            .collect(),
         Some(other @ Value::Number(_)) => vec![other.clone()],
         _ => return Err(missing(operator)),
     };
@@ -214,7 +258,11 @@ fn date(operator: &str, value: Option<&Value>) -> Result<String> {
         return Ok(t.and_utc().to_rfc3339());
     }
     if let Ok(d) = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().to_rfc3339());
+        return Ok(d
+            .and_hms_opt(0, 0, 0)
+            .unwrap_or_default()
+            .and_utc()
+            .to_rfc3339());
     }
     Err(Error::invalid_request(format!(
         "the '{operator}' condition needs an ISO 8601 date (2024-03-08 or 2024-03-08T10:00:00Z), not '{raw}'"
@@ -224,7 +272,10 @@ fn date(operator: &str, value: Option<&Value>) -> Result<String> {
 /// The reversed copies of string values that "end with" matches against.
 pub fn reversed_strings(map: &serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
     map.iter()
-        .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), Value::String(s.chars().rev().collect()))))
+        .filter_map(|(k, v)| {
+            v.as_str()
+                .map(|s| (k.clone(), Value::String(s.chars().rev().collect())))
+        })
         .collect()
 }
 
@@ -239,8 +290,18 @@ mod tests {
     #[test]
     fn empty_or_null_conditions_mean_no_filter() {
         assert_eq!(parse(json!({})).to_store_filter().unwrap(), None);
-        assert_eq!(parse(json!({ "conditions": null })).to_store_filter().unwrap(), None);
-        assert_eq!(parse(json!({ "logical_operator": "or", "conditions": [] })).to_store_filter().unwrap(), None);
+        assert_eq!(
+            parse(json!({ "conditions": null }))
+                .to_store_filter()
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            parse(json!({ "logical_operator": "or", "conditions": [] }))
+                .to_store_filter()
+                .unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -266,14 +327,34 @@ mod tests {
         let condition = parse(json!({ "logical_operator": "or", "conditions": [
             { "name": ["region"], "comparison_operator": "is", "value": "华东" } ] }));
         let filter = condition.to_store_filter().unwrap().unwrap();
-        assert!(filter.to_string().contains("metadata.\\\"region\\\""), "{filter}");
-        let bad = parse(json!({ "conditions": [{ "name": "a", "comparison_operator": "like", "value": "x" }] }));
+        assert!(
+            filter.to_string().contains("metadata.\\\"region\\\""),
+            "{filter}"
+        );
+        let bad = parse(
+            json!({ "conditions": [{ "name": "a", "comparison_operator": "like", "value": "x" }] }),
+        );
         let err = bad.to_store_filter().unwrap_err();
         assert!(err.message().contains("like") && err.message().contains("not contains"));
-        let no_value = parse(json!({ "conditions": [{ "name": "a", "comparison_operator": ">" }] }));
-        assert!(no_value.to_store_filter().unwrap_err().message().contains("needs a value"));
-        let bad_date = parse(json!({ "conditions": [{ "name": "a", "comparison_operator": "before", "value": "yesterday" }] }));
-        assert!(bad_date.to_store_filter().unwrap_err().message().contains("ISO 8601"));
+        let no_value =
+            parse(json!({ "conditions": [{ "name": "a", "comparison_operator": ">" }] }));
+        assert!(
+            no_value
+                .to_store_filter()
+                .unwrap_err()
+                .message()
+                .contains("needs a value")
+        );
+        let bad_date = parse(
+            json!({ "conditions": [{ "name": "a", "comparison_operator": "before", "value": "yesterday" }] }),
+        );
+        assert!(
+            bad_date
+                .to_store_filter()
+                .unwrap_err()
+                .message()
+                .contains("ISO 8601")
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod common;
 mod documents;
 mod errors;
+mod formats;
 mod kbs;
 mod retrieval;
 mod search;
