@@ -50,18 +50,18 @@ impl std::fmt::Debug for Embedder {
 static ORT_ENVIRONMENT: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
 
 fn ort_environment(library: &Path) -> anyhow::Result<ort::environment::Environment> {
-    let mut slot = ORT_ENVIRONMENT
-        .lock()
-        .map_err(|_| anyhow::anyhow!("ONNX Runtime start-up panicked earlier"))?;
-    if let Some(env) = slot.as_ref() {
-        return Ok(env.clone());
-    }
     if !library.is_file() {
         anyhow::bail!(
             "the ONNX Runtime library {} does not exist; run scripts/setup-models, or set \
              embedding.onnxruntime (LORE_EMBEDDING__ONNXRUNTIME) to libonnxruntime.so",
             library.display()
         );
+    }
+    let mut slot = ORT_ENVIRONMENT
+        .lock()
+        .map_err(|_| anyhow::anyhow!("ONNX Runtime start-up panicked earlier"))?;
+    if let Some(env) = slot.as_ref() {
+        return Ok(env.clone());
     }
     // `init_from` checks the library's version and returns an error; ort's implicit loading
     // would panic instead.
