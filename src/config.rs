@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 /// Top-level keys that `LORE_*` variables may set; other `LORE_` variables (such as
 /// `LORE_CONFIG`, read by the CLI) are not configuration keys and are left alone.
 const ENV_KEYS: &[&str] = &[
+    "answer",
+    "llm",
     "home",
     "data_dir",
     "listen",
@@ -39,6 +41,8 @@ pub struct Config {
     pub embedding: EmbeddingConfig,
     pub chunking: ChunkingConfig,
     pub search: SearchConfig,
+    pub answer: AnswerConfig,
+    pub llm: LlmConfig,
     pub limits: LimitsConfig,
 }
 
@@ -79,6 +83,125 @@ pub struct SearchConfig {
     pub default_top_k: usize,
     /// Largest `top_k` a request may ask for.
     pub max_top_k: usize,
+}
+
+/// How questions are answered (see `answer::decide` for what each threshold does).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnswerConfig {
+    /// Below this best calibrated score, the reply is "not in the knowledge base".
+    pub min_score: f32,
+    /// Below this share of the question's content found in the best document: not found.
+    pub min_coverage: f32,
+    /// Documents whose best hit is within this score of the top count as tied.
+    pub tie_margin: f32,
+    /// Tied documents whose best-matching sentences are at least this similar agree.
+    pub agree_similarity: f32,
+    /// Most options in a clarifying question.
+    pub max_options: usize,
+    /// Passages retrieved for a question.
+    pub top_k: usize,
+    /// Default time budget of an answer, in milliseconds (WeChat drops replies after 5 s).
+    pub deadline_ms: u64,
+    /// Reply when nothing is found, for Chinese questions (default: a built-in sentence).
+    pub not_found_zh: Option<String>,
+    /// Reply when nothing is found, for other questions.
+    pub not_found_en: Option<String>,
+}
+
+impl AnswerConfig {
+    pub fn decide_config(&self) -> crate::answer::DecideConfig {
+        crate::answer::DecideConfig {
+            min_score: self.min_score,
+            min_coverage: self.min_coverage,
+            tie_margin: self.tie_margin,
+            agree_similarity: self.agree_similarity,
+            max_options: self.max_options,
+        }
+    }
+}
+
+impl Default for AnswerConfig {
+    fn default() -> Self {
+        let decide = crate::answer::DecideConfig::default();
+        Self {
+            min_score: decide.min_score,
+            min_coverage: decide.min_coverage,
+            tie_margin: decide.tie_margin,
+            agree_similarity: decide.agree_similarity,
+            max_options: decide.max_options,
+            top_k: 6,
+            deadline_ms: 4500,
+            not_found_zh: None,
+            not_found_en: None,
+        }
+    }
+}
+
+/// The chat model: any OpenAI-compatible server, with ordered fallbacks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmConfig {
+    /// Base URL of the OpenAI-compatible API (ends in `/v1`); default: scripts/llm-server.
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    pub model: String,
+    /// Tried in order when the one before fails or its circuit is open.
+    pub fallbacks: Vec<LlmEndpoint>,
+    pub temperature: f32,
+    pub max_tokens: u32,
+    /// Time to establish a connection, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Longest a single model call may take, in milliseconds (the request deadline cuts it
+    /// shorter).
+    pub timeout_ms: u64,
+    /// Extra attempts on the same endpoint for transient errors (timeouts, 429, 5xx).
+    pub retries: u32,
+    /// Consecutive failures after which an endpoint is skipped for `breaker_cooldown_ms`.
+    pub breaker_failures: u32,
+    pub breaker_cooldown_ms: u64,
+}
+
+/// Another model endpoint to fall back to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmEndpoint {
+    pub base_url: String,
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    pub model: String,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "http://127.0.0.1:8081/v1".to_owned(),
+            api_key: None,
+            model: "qwen2.5-1.5b-instruct".to_owned(),
+            fallbacks: Vec::new(),
+            temperature: 0.1,
+            max_tokens: 512,
+            connect_timeout_ms: 1000,
+            timeout_ms: 60_000,
+            retries: 1,
+            breaker_failures: 3,
+            breaker_cooldown_ms: 30_000,
+        }
+    }
+}
+
+impl LlmConfig {
+    /// The primary endpoint, then the fallbacks.
+    pub fn endpoints(&self) -> Vec<LlmEndpoint> {
+        let primary = LlmEndpoint {
+            base_url: self.base_url.clone(),
+            api_key: self.api_key.clone(),
+            model: self.model.clone(),
+        };
+        std::iter::once(primary)
+            .chain(self.fallbacks.iter().cloned())
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -132,6 +255,8 @@ impl Default for Config {
             embedding: EmbeddingConfig::default(),
             chunking: ChunkingConfig::default(),
             search: SearchConfig::default(),
+            answer: AnswerConfig::default(),
+            llm: LlmConfig::default(),
             limits: LimitsConfig::default(),
         }
     }

@@ -75,3 +75,27 @@ pub struct Hit {
     pub chunk: Chunk,
     pub score: f32,
 }
+
+/// A passage an answer rests on, numbered as in the answer's `[n]` marks.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Citation {
+    pub document_id: String,
+    pub document_name: String,
+    pub title: String,
+    pub chunk_index: usize,
+    pub score: f32,
+    pub content: String,
+}
+
+impl From<&Hit> for Citation {
+    fn from(hit: &Hit) -> Self {
+        Self {
+            document_id: hit.chunk.document_id.clone(),
+            document_name: hit.chunk.document_name.clone(),
+            title: hit.chunk.title.clone(),
+            chunk_index: hit.chunk.chunk_index,
+            score: hit.score,
+            content: hit.chunk.text.clone(),
+        }
+    }
+}

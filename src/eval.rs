@@ -18,8 +18,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::answer::decide;
 use crate::config::Config;
-use crate::document::{DocumentStatus, Metadata};
+use crate::document::{DocumentStatus, Hit, Metadata};
 use crate::kb::{KnowledgeBase, NewKb, SearchRequest, Upload};
 use crate::search::{Fused, Ranking};
 
@@ -54,6 +55,8 @@ pub struct EvalArgs {
     /// Writes one JSON line per (question, retrieved chunk) with the fused value and whether it
     /// is relevant: the input of `scripts/fit-calibration`.
     pub dump: Option<PathBuf>,
+    /// Prints each question's verdict and signals.
+    pub verbose: bool,
 }
 
 /// Hit rates of one ranking.
@@ -120,6 +123,12 @@ pub async fn run(mut config: Config, args: EvalArgs) -> anyhow::Result<()> {
     let mut metrics = [Metrics::default(); 3];
     let mut top_scores: std::collections::BTreeMap<String, Vec<f32>> = Default::default();
     let mut latencies_ms = Vec::with_capacity(queries.len());
+    let mut verdicts: std::collections::BTreeMap<
+        String,
+        std::collections::BTreeMap<&'static str, usize>,
+    > = Default::default();
+    let mut details = Vec::new();
+    let decide_config = service.config().answer.decide_config();
     let bar = progress(queries.len(), "questions");
     for query in &queries {
         bar.inc(1);
@@ -135,6 +144,35 @@ pub async fn run(mut config: Config, args: EvalArgs) -> anyhow::Result<()> {
             let found = retrieve(&service, &query.question, *ranking).await?;
             if *ranking == Ranking::Hybrid {
                 latencies_ms.push(asked.elapsed().as_secs_f64() * 1000.0);
+            }
+            if *ranking == Ranking::Hybrid
+                && let Some(kind) = &query.kind
+            {
+                let hits: Vec<Hit> = found
+                    .iter()
+                    .take(service.config().answer.top_k)
+                    .map(|f| Hit {
+                        chunk: f.candidate.chunk.clone(),
+                        score: f.score,
+                    })
+                    .collect();
+                let tokens = |text: &str| service.keyword_tokens(text);
+                let (verdict, signals) = decide(&query.question, &hits, &decide_config, &tokens);
+                *verdicts
+                    .entry(kind.clone())
+                    .or_default()
+                    .entry(verdict.name())
+                    .or_default() += 1;
+                details.push(format!(
+                    "| {} | {kind} | {} | {:.3} | {:.2} | {} | {} | {} |",
+                    query.id,
+                    verdict.name(),
+                    signals.best_score,
+                    signals.coverage,
+                    signals.fact_present,
+                    signals.tied_documents,
+                    signals.disagreement
+                ));
             }
             if *ranking == Ranking::Hybrid {
                 let kind = query.kind.clone().unwrap_or_else(|| "answerable".into());
@@ -190,6 +228,32 @@ pub async fn run(mut config: Config, args: EvalArgs) -> anyhow::Result<()> {
     println!("| ranking | hit@1 | hit@5 | hit@10 | MRR@10 |\n|---|---|---|---|---|");
     for (slot, (name, _)) in rankings.iter().enumerate() {
         println!("{}", metrics[slot].row(name));
+    }
+    if !verdicts.is_empty() {
+        println!(
+            "\nverdicts by question type (expected: answerable -> answer, unanswerable -> not_found, ambiguous -> clarify):\n"
+        );
+        println!("| type | n | answer | not_found | clarify |\n|---|---|---|---|---|");
+        for (kind, counts) in &verdicts {
+            let n: usize = counts.values().sum();
+            let rate =
+                |v: &str| counts.get(v).copied().unwrap_or_default() as f64 / n.max(1) as f64;
+            println!(
+                "| {kind} | {n} | {:.3} | {:.3} | {:.3} |",
+                rate("answer"),
+                rate("not_found"),
+                rate("clarify")
+            );
+        }
+        if args.verbose {
+            println!(
+                "\n| id | type | verdict | top score | coverage | fact | tied docs | disagree |"
+            );
+            println!("|---|---|---|---|---|---|---|---|");
+            for line in &details {
+                println!("{line}");
+            }
+        }
     }
     if top_scores.len() > 1 {
         println!("\ntop-1 hybrid score by question type:\n");

@@ -10,6 +10,9 @@ use anyhow::Context as _;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
+use crate::answer::Message;
+use crate::answer::chat::ChatClient;
+use crate::answer::respond::{Reply, ReplyEvent, Responder};
 use crate::catalog::{Catalog, write_atomically};
 use crate::config::Config;
 use crate::document::{Chunk, DocumentRecord, DocumentStatus, Hit, KbInfo, Metadata};
@@ -57,9 +60,25 @@ pub struct SearchRequest {
     pub filter: Option<MetadataCondition>,
 }
 
+/// A question to answer, as every front door passes it on.
+#[derive(Debug, Clone, Default)]
+pub struct AnswerRequest {
+    pub question: String,
+    pub top_k: Option<usize>,
+    /// Time budget in milliseconds; default `answer.deadline_ms`.
+    pub deadline_ms: Option<u64>,
+    pub filter: Option<MetadataCondition>,
+    /// Earlier turns of the conversation, oldest first.
+    pub history: Vec<Message>,
+}
+
+/// Longest accepted `deadline_ms`.
+const MAX_DEADLINE_MS: u64 = 300_000;
+
 /// The service behind every front door.
 pub struct KnowledgeBase {
     config: Config,
+    responder: Arc<Responder>,
     catalog: Arc<Catalog>,
     store: Arc<dyn VectorStore>,
     embedder: Embedder,
@@ -85,7 +104,10 @@ impl KnowledgeBase {
         let store: Arc<dyn VectorStore> = Arc::new(EmbeddedStore::new(&kbs_root));
         let splitter = Splitter::new(embedder.tokenizer(), &config.chunking);
         let (queue, jobs) = IngestQueue::new();
+        let chat = ChatClient::new(&config.llm)?;
+        let responder = Arc::new(Responder::new(chat, config.answer.clone()));
         let service = Arc::new(Self {
+            responder,
             config,
             catalog,
             store,
@@ -362,6 +384,62 @@ impl KnowledgeBase {
             .filter(|f| f.score >= threshold)
             .take(top_k)
             .collect())
+    }
+
+    // ---- answering ----
+
+    /// Answers a question: retrieve, decide, and (for answerable questions) the chat model
+    /// within the deadline. Events stream as they come; the last is `ReplyEvent::Done`.
+    pub async fn answer_stream(
+        &self,
+        kb: &str,
+        request: AnswerRequest,
+    ) -> Result<tokio::sync::mpsc::Receiver<ReplyEvent>> {
+        let started = std::time::Instant::now();
+        let deadline_ms = request
+            .deadline_ms
+            .unwrap_or(self.config.answer.deadline_ms);
+        if deadline_ms == 0 || deadline_ms > MAX_DEADLINE_MS {
+            return Err(Error::invalid_request(format!(
+                "deadline_ms must be between 1 and {MAX_DEADLINE_MS}"
+            )));
+        }
+        let deadline = started + std::time::Duration::from_millis(deadline_ms);
+        let search = SearchRequest {
+            query: request.question.clone(),
+            top_k: Some(request.top_k.unwrap_or(self.config.answer.top_k)),
+            score_threshold: None,
+            filter: request.filter,
+        };
+        let hits = self.search(kb, search).await?;
+        let keywords = self.keywords.clone();
+        let tokens = move |text: &str| keywords.query(text).indices.into_iter().collect();
+        Ok(self.responder.respond(
+            request.question.trim().to_owned(),
+            request.history,
+            hits,
+            tokens,
+            deadline,
+            started,
+        ))
+    }
+
+    /// Answers a question and waits for the whole reply.
+    pub async fn answer(&self, kb: &str, request: AnswerRequest) -> Result<Reply> {
+        let mut events = self.answer_stream(kb, request).await?;
+        while let Some(event) = events.recv().await {
+            if let ReplyEvent::Done(reply) = event {
+                return Ok(reply);
+            }
+        }
+        Err(Error::internal(anyhow::anyhow!(
+            "the reply ended without a result"
+        )))
+    }
+
+    /// The keyword tokens of a text, as search matches them (for `answer::decide`).
+    pub fn keyword_tokens(&self, text: &str) -> std::collections::BTreeSet<u32> {
+        self.keywords.query(text).indices.into_iter().collect()
     }
 
     // ---- ingestion (called by the queue worker) ----

@@ -3,6 +3,8 @@
 //! Flow: upload -> extract -> split -> embed -> store; question -> embed + keywords -> retrieve
 //! (hybrid, calibrated) -> answer. Every front door calls the one [`kb::KnowledgeBase`] service.
 
+/// Deciding (answer / not found / clarify), the grounded prompt, the chat model.
+pub mod answer;
 /// Knowledge bases and document records, persisted beside the store.
 pub mod catalog;
 /// Command-line client: talks to a running server, or opens the data directory itself.

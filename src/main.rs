@@ -59,6 +59,9 @@ enum Command {
         /// Writes (question, chunk, fused value, relevant) lines for scripts/fit-calibration.
         #[arg(long)]
         dump: Option<PathBuf>,
+        /// Prints every question's verdict and the signals behind it.
+        #[arg(long)]
+        verbose: bool,
     },
     /// Searches a knowledge base.
     Search {
@@ -109,16 +112,15 @@ async fn main() -> anyhow::Result<()> {
             corpus,
             queries,
             dump,
+            verbose,
         } => {
-            lore::eval::run(
-                config,
-                lore::eval::EvalArgs {
-                    corpus,
-                    queries,
-                    dump,
-                },
-            )
-            .await
+            let args = lore::eval::EvalArgs {
+                corpus,
+                queries,
+                dump,
+                verbose,
+            };
+            lore::eval::run(config, args).await
         }
         Command::Search {
             kb,

@@ -2,9 +2,11 @@
 //! one `KnowledgeBase` service. Handlers unpack the request, call the service and map the
 //! result; nothing here talks to the store or the model.
 
+mod answer;
 mod documents;
 mod error;
 mod kbs;
+mod openai;
 mod query;
 
 use std::sync::Arc;
@@ -32,6 +34,8 @@ pub fn router(service: Arc<KnowledgeBase>) -> Router {
         .merge(kbs::router())
         .merge(documents::router(max_upload))
         .merge(query::router())
+        .merge(answer::router())
+        .merge(openai::router())
         .layer(middleware::from_fn_with_state(
             Arc::clone(&service),
             require_key,

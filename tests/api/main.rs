@@ -1,6 +1,7 @@
 //! Integration tests: one binary, real servers on port 0 with fresh data directories, the real
 //! embedding model (set up by scripts/setup-models) and the real embedded Qdrant engine.
 
+mod answer;
 mod common;
 mod documents;
 mod errors;

@@ -1,5 +1,7 @@
 //! `TestServer`: a real lore server on an ephemeral port with its own data directory.
 
+pub mod llm;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
