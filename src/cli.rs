@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::config::Config;
 use crate::document::{DocumentRecord, DocumentStatus, Metadata};
 use crate::error::ErrorCode;
-use crate::kb::{KnowledgeBase, NewKb, SearchRequest, Upload};
+use crate::kb::{AnswerRequest, KnowledgeBase, NewKb, SearchRequest, Upload};
 
 /// Where commands go: a server over HTTP, or the data directory opened in-process.
 pub enum Backend {
@@ -180,6 +180,73 @@ impl Backend {
             }
         }
     }
+}
+
+impl Backend {
+    async fn answer(
+        &self,
+        kb: &str,
+        question: &str,
+        deadline_ms: Option<u64>,
+    ) -> anyhow::Result<Value> {
+        match self {
+            Self::Remote { http, base, .. } => {
+                let body = json!({ "question": question, "deadline_ms": deadline_ms });
+                self.call(http.post(format!("{base}/api/kbs/{kb}/answer")).json(&body))
+                    .await
+            }
+            Self::Local(service) => {
+                let request = AnswerRequest {
+                    question: question.to_owned(),
+                    deadline_ms,
+                    ..AnswerRequest::default()
+                };
+                let reply = service
+                    .answer(kb, request)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e.message().to_owned()))?;
+                Ok(serde_json::to_value(reply)?)
+            }
+        }
+    }
+}
+
+/// `lore ask`: prints the verdict, the answer and its sources.
+pub async fn ask(
+    backend: &Backend,
+    kb: &str,
+    question: &str,
+    deadline_ms: Option<u64>,
+) -> anyhow::Result<()> {
+    let reply = backend.answer(kb, question, deadline_ms).await?;
+    let verdict = reply["verdict"].as_str().unwrap_or_default();
+    let mut note = String::new();
+    if let Some(model) = reply["model"].as_str() {
+        note = format!(", {model}");
+    }
+    if reply["fallback"].as_str().is_some() {
+        note.push_str(", the model did not answer in time: best passage");
+    }
+    println!(
+        "[{verdict}{note}, {} ms]\n{}",
+        reply["latency_ms"],
+        reply["answer"].as_str().unwrap_or_default()
+    );
+    for (n, citation) in reply["citations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        println!(
+            "[{}] {} #{} ({:.3})",
+            n + 1,
+            citation["document_name"].as_str().unwrap_or_default(),
+            citation["chunk_index"],
+            citation["score"].as_f64().unwrap_or_default()
+        );
+    }
+    Ok(())
 }
 
 /// Files under `paths`; folders are walked and only files of supported types are taken.

@@ -211,6 +211,9 @@ pub struct LimitsConfig {
     pub max_upload_bytes: usize,
     /// Longest accepted question, in characters.
     pub max_query_chars: usize,
+    /// Longest extracted document text, in characters (about 2,000 pages of Chinese); longer
+    /// documents fail with `payload_too_large` instead of tying up ingestion for hours.
+    pub max_document_chars: usize,
 }
 
 /// A secret string (API key) that never shows in `Debug` output or logs.
@@ -299,6 +302,7 @@ impl Default for LimitsConfig {
         Self {
             max_upload_bytes: 100 * 1024 * 1024,
             max_query_chars: 2000,
+            max_document_chars: 2_000_000,
         }
     }
 }

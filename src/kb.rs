@@ -481,11 +481,19 @@ impl KnowledgeBase {
             .join(file_name(&job.document_id, version));
         let name = record.name.clone();
         let splitter = self.splitter.clone();
+        let max_chars = self.config.limits.max_document_chars;
         let (title, pieces) = blocking(move || {
             let bytes = std::fs::read(&path)
                 .with_context(|| format!("cannot read {}", path.display()))
                 .map_err(Error::internal)?;
             let doc = extract(&name, &bytes)?;
+            let chars = doc.text.chars().count();
+            if chars > max_chars {
+                return Err(Error::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("'{name}' has {chars} characters of text, more than the limit of {max_chars}"),
+                ));
+            }
             let pieces = splitter.split(&doc).map_err(Error::internal)?;
             Ok((doc.title, pieces))
         })

@@ -63,6 +63,18 @@ enum Command {
         #[arg(long)]
         verbose: bool,
     },
+    /// Answers a question from a knowledge base (verdict, answer, sources).
+    Ask {
+        kb: String,
+        question: String,
+        /// Time budget in milliseconds (default: answer.deadline_ms).
+        #[arg(long)]
+        deadline_ms: Option<u64>,
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Searches a knowledge base.
     Search {
         kb: String,
@@ -121,6 +133,19 @@ async fn main() -> anyhow::Result<()> {
                 verbose,
             };
             lore::eval::run(config, args).await
+        }
+        Command::Ask {
+            kb,
+            question,
+            deadline_ms,
+            server,
+            data_dir,
+        } => {
+            if let Some(dir) = data_dir {
+                config.data_dir = dir;
+            }
+            let backend = Backend::connect(&config, server.as_deref()).await?;
+            cli::ask(&backend, &kb, &question, deadline_ms).await
         }
         Command::Search {
             kb,

@@ -154,3 +154,64 @@ async fn a_restart_keeps_the_knowledge_base_searchable() {
     assert_eq!(before, after);
     assert_eq!(after[0]["document_name"], "hours.md");
 }
+
+#[tokio::test]
+async fn a_restart_resumes_queued_documents() {
+    let server = TestServer::spawn().await;
+    server.create_kb("kb").await;
+    let files: Vec<(String, Vec<u8>)> = (0..12)
+        .map(|i| {
+            (
+                format!("rule{i}.md"),
+                format!("# 规则{i}\n\n第{i}条规则：会员每月可以领取{i}张优惠券。").into_bytes(),
+            )
+        })
+        .collect();
+    let (status, _) = server.upload("kb", files).await;
+    assert_eq!(status, 202);
+    // Stop at once: most documents are still queued.
+    let server = server.restart().await;
+    let documents = server.wait_idle("kb").await;
+    assert_eq!(documents.len(), 12);
+    assert!(
+        documents.iter().all(|d| d["status"] == "ready"),
+        "{documents:?}"
+    );
+    let hits = server.search("kb", "第7条规则", 1).await;
+    assert_eq!(hits[0]["document_name"], "rule7.md");
+}
+
+#[tokio::test]
+async fn uploads_and_documents_beyond_the_limits_are_refused() {
+    let server = TestServer::spawn_with(|c| {
+        c.limits.max_upload_bytes = 4096;
+        c.limits.max_document_chars = 500;
+    })
+    .await;
+    server.create_kb("kb").await;
+    let (status, body) = server
+        .upload(
+            "kb",
+            vec![("big.txt".into(), "大".repeat(3000).into_bytes())],
+        )
+        .await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "payload_too_large");
+
+    let (status, _) = server
+        .upload(
+            "kb",
+            vec![("long.txt".into(), "长文。".repeat(300).into_bytes())],
+        )
+        .await;
+    assert_eq!(status, 202);
+    let documents = server.wait_idle("kb").await;
+    assert_eq!(documents[0]["status"], "failed");
+    assert!(
+        documents[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("more than the limit of 500"),
+        "{documents:?}"
+    );
+}

@@ -46,7 +46,18 @@ impl TestServer {
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let service = KnowledgeBase::open(config).await.expect("service starts");
+        // After a restart, the previous server's worker may still be finishing a document and
+        // holding the data directory: wait for it, as a restarted process would for the lock.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let service = loop {
+            match KnowledgeBase::open(config.clone()).await {
+                Ok(service) => break service,
+                Err(err) if err.to_string().contains("in use") && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(err) => panic!("service does not start: {err:#}"),
+            }
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let shutdown = async move {
