@@ -236,6 +236,9 @@ async fn the_openai_compatible_endpoint_answers_and_streams() {
     let (status, body) = server.post_json("/v1/chat/completions", &request).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["object"], "chat.completion");
+    let typed: async_openai::types::chat::CreateChatCompletionResponse =
+        serde_json::from_value(body.clone()).expect("async-openai reads the response");
+    assert_eq!(typed.model, "kb");
     let content = body["choices"][0]["message"]["content"].as_str().unwrap();
     assert_eq!(content, "七日内可以无理由退货 [1]。\n\n来源：售后政策");
     let sent = llm.last_request.lock().unwrap().clone();

@@ -7,6 +7,7 @@ mod documents;
 mod errors;
 mod formats;
 mod kbs;
+mod model;
 mod retrieval;
 mod search;
 mod startup;
