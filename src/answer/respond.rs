@@ -228,9 +228,8 @@ pub fn extractive_answer(passages: &[Hit]) -> String {
     let cut: String = text.chars().take(EXTRACT_CHARS).collect();
     let end = cut
         .char_indices()
-        .filter(|(_, c)| matches!(c, '。' | '！' | '？' | '.' | '!' | '?' | '\n'))
-        .map(|(i, c)| i + c.len_utf8())
-        .last()
-        .unwrap_or(cut.len());
+        .rev()
+        .find(|(_, c)| matches!(c, '。' | '！' | '？' | '.' | '!' | '?' | '\n'))
+        .map_or(cut.len(), |(i, c)| i + c.len_utf8());
     format!("{} [1]", cut[..end].trim_end())
 }

@@ -3,6 +3,7 @@
 //! result; nothing here talks to the store or the model.
 
 mod answer;
+mod dify;
 mod documents;
 mod error;
 mod kbs;
@@ -50,6 +51,8 @@ pub fn router(service: Arc<KnowledgeBase>) -> Router {
             get(|| async { axum::Json(json!({ "status": "ready" })) }),
         )
         .merge(api)
+        // Dify checks keys its own way (403 with its codes), so it is outside `require_key`.
+        .merge(dify::router())
         .fallback(|| async { ApiError::new(ErrorCode::InvalidRequest, "no such endpoint") })
         .layer(TraceLayer::new_for_http())
         .with_state(service)

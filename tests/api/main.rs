@@ -3,6 +3,7 @@
 
 mod answer;
 mod common;
+mod dify;
 mod documents;
 mod errors;
 mod formats;

@@ -38,8 +38,8 @@ impl LocalModel {
         let mut lines = BufReader::new(stdout).lines();
         let ready = tokio::time::timeout(Duration::from_secs(180), async {
             while let Ok(Some(line)) = lines.next_line().await {
-                if line.starts_with("llm listening on ") {
-                    return Some(line["llm listening on ".len()..].trim().to_owned());
+                if let Some(url) = line.strip_prefix("llm listening on ") {
+                    return Some(url.trim().to_owned());
                 }
             }
             None

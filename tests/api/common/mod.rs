@@ -21,6 +21,8 @@ pub fn eval_dir() -> PathBuf {
 pub struct TestServer {
     pub base: String,
     pub http: reqwest::Client,
+    /// The configured API key, sent by the helpers below.
+    key: Option<String>,
     data_dir: Arc<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -42,6 +44,7 @@ impl TestServer {
         config.data_dir = data_dir.path().to_path_buf();
         config.listen = "127.0.0.1:0".parse().expect("addr");
         adjust(&mut config);
+        let key = config.api_key.as_ref().map(|k| k.expose().to_owned());
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .expect("bind");
@@ -70,6 +73,7 @@ impl TestServer {
         Self {
             base,
             http: reqwest::Client::new(),
+            key,
             data_dir,
             stop: Some(stop),
             task: Some(task),
@@ -94,19 +98,31 @@ impl TestServer {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    /// A request with the server's API key, if it has one.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, self.url(path));
+        match &self.key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let response = self.http.get(self.url(path)).send().await.expect("request");
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("request");
         split(response).await
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
         let response = self
-            .http
-            .post(self.url(path))
+            .request(reqwest::Method::POST, path)
             .json(body)
             .send()
             .await
@@ -116,8 +132,7 @@ impl TestServer {
 
     pub async fn post_raw(&self, path: &str, content_type: &str, body: &str) -> (u16, Value) {
         let response = self
-            .http
-            .post(self.url(path))
+            .request(reqwest::Method::POST, path)
             .header("content-type", content_type)
             .body(body.to_owned())
             .send()
@@ -127,8 +142,7 @@ impl TestServer {
     }
 
     pub async fn delete(&self, path: &str) -> u16 {
-        self.http
-            .delete(self.url(path))
+        self.request(reqwest::Method::DELETE, path)
             .send()
             .await
             .expect("request")
@@ -160,8 +174,7 @@ impl TestServer {
             form = form.text("metadata", metadata.to_string());
         }
         let response = self
-            .http
-            .post(self.url(&format!("/api/kbs/{kb}/documents")))
+            .request(reqwest::Method::POST, &format!("/api/kbs/{kb}/documents"))
             .multipart(form)
             .send()
             .await
