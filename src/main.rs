@@ -22,6 +22,9 @@ struct Cli {
     /// Config file (default: ./lore.toml when it exists).
     #[arg(long, global = true, env = "LORE_CONFIG")]
     config: Option<PathBuf>,
+    /// Data directory (overrides `data_dir`), so several servers can run side by side.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -33,9 +36,6 @@ enum Command {
         /// Address to listen on (overrides `listen`).
         #[arg(long)]
         addr: Option<SocketAddr>,
-        /// Data directory (overrides `data_dir`).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
     },
     /// Ingests files and folders into a knowledge base (created if missing).
     Ingest {
@@ -45,8 +45,6 @@ enum Command {
         /// Server to send to (default: the configured listen address, else the data directory).
         #[arg(long)]
         server: Option<String>,
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
     },
     /// Measures retrieval on a labelled set (hit@k, MRR) for dense, keyword and hybrid ranking.
     Eval {
@@ -72,8 +70,6 @@ enum Command {
         deadline_ms: Option<u64>,
         #[arg(long)]
         server: Option<String>,
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
     },
     /// Searches a knowledge base.
     Search {
@@ -83,8 +79,6 @@ enum Command {
         top_k: usize,
         #[arg(long)]
         server: Option<String>,
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
     },
 }
 
@@ -98,25 +92,17 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(dir) = cli.data_dir {
+        config.data_dir = dir;
+    }
     match cli.command {
-        Command::Serve { addr, data_dir } => {
+        Command::Serve { addr } => {
             if let Some(addr) = addr {
                 config.listen = addr;
             }
-            if let Some(dir) = data_dir {
-                config.data_dir = dir;
-            }
             serve(config).await
         }
-        Command::Ingest {
-            kb,
-            paths,
-            server,
-            data_dir,
-        } => {
-            if let Some(dir) = data_dir {
-                config.data_dir = dir;
-            }
+        Command::Ingest { kb, paths, server } => {
             let backend = Backend::connect(&config, server.as_deref()).await?;
             cli::ingest(&backend, &kb, &paths).await
         }
@@ -139,11 +125,7 @@ async fn main() -> anyhow::Result<()> {
             question,
             deadline_ms,
             server,
-            data_dir,
         } => {
-            if let Some(dir) = data_dir {
-                config.data_dir = dir;
-            }
             let backend = Backend::connect(&config, server.as_deref()).await?;
             cli::ask(&backend, &kb, &question, deadline_ms).await
         }
@@ -152,11 +134,7 @@ async fn main() -> anyhow::Result<()> {
             query,
             top_k,
             server,
-            data_dir,
         } => {
-            if let Some(dir) = data_dir {
-                config.data_dir = dir;
-            }
             let backend = Backend::connect(&config, server.as_deref()).await?;
             cli::search(&backend, &kb, &query, top_k).await
         }

@@ -24,7 +24,7 @@ use quick_xml::events::{BytesStart, Event};
 use zip::ZipArchive;
 use zip::result::ZipError;
 
-use super::extract::{Body, collapse_whitespace, markdown_table, unreadable};
+use super::extract::{Body, collapse_whitespace, escape_markdown_line, markdown_table, unreadable};
 use crate::error::{Error, ErrorCode, Result};
 
 /// Uncompressed bytes read from one DOCX at most.
@@ -531,7 +531,7 @@ impl<'s> Walker<'s> {
                     text.push(' ');
                     text.push_str(heading);
                 }
-                Block::Paragraph(paragraph) => text.push_str(&escape_paragraph(paragraph)),
+                Block::Paragraph(paragraph) => text.push_str(&escape_markdown_line(paragraph)),
                 Block::Table(rows) => text.push_str(&markdown_table(rows)),
             }
         }
@@ -571,16 +571,6 @@ fn grid(rows: Vec<Vec<Cell>>) -> Vec<Vec<String>> {
         out.push(line);
     }
     out
-}
-
-/// Keeps a paragraph from reading as a Markdown heading, fence or table row.
-fn escape_paragraph(text: &str) -> String {
-    let trimmed = text.trim_start();
-    if trimmed.starts_with(['#', '|']) || trimmed.starts_with("```") || trimmed.starts_with("~~~") {
-        format!("\\{trimmed}")
-    } else {
-        text.to_owned()
-    }
 }
 
 #[cfg(test)]

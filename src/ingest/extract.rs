@@ -90,6 +90,17 @@ impl Format {
     }
 }
 
+/// Escapes a body line that Markdown would read as a heading, a fence or a table row, so text
+/// extracted from PDF and Word keeps its meaning when split as Markdown.
+pub(crate) fn escape_markdown_line(text: &str) -> String {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with(['#', '|']) || trimmed.starts_with("```") || trimmed.starts_with("~~~") {
+        format!("\\{trimmed}")
+    } else {
+        text.to_owned()
+    }
+}
+
 /// Whether a path's extension names a format lore reads (for walking folders).
 pub fn has_supported_extension(path: &std::path::Path) -> bool {
     let name = path.to_string_lossy();

@@ -31,7 +31,9 @@ use std::time::{Duration, Instant};
 use pdf_extract::{Document, MediaBox, Object, OutputDev, OutputError, Transform};
 use regex::Regex;
 
-use super::extract::{Body, collapse_blank_lines, is_cjk, join_broken_line, markdown_table};
+use super::extract::{
+    Body, collapse_blank_lines, escape_markdown_line, is_cjk, join_broken_line, markdown_table,
+};
 use crate::error::Result;
 
 /// How long one PDF may take before it fails (to become a config value).
@@ -711,16 +713,6 @@ fn heading_level(sizes: &[f64], line: &Line, right_edge: f64) -> Option<usize> {
     }
     let size = half_points(line.size) as f64 / 2.0;
     sizes.iter().position(|&s| s == size).map(|rank| rank + 1)
-}
-
-/// Escapes a body line that Markdown would read as a heading, a fence or a table row.
-fn escape_markdown_line(text: &str) -> String {
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('#') || trimmed.starts_with("```") || trimmed.starts_with("~~~") {
-        format!("\\{trimmed}")
-    } else {
-        text.to_owned()
-    }
 }
 
 #[cfg(test)]
