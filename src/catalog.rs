@@ -159,6 +159,16 @@ impl Catalog {
         Ok(updated)
     }
 
+    /// Adds or replaces many records with one write of the catalog.
+    pub fn insert_documents(&self, kb: &str, records: Vec<DocumentRecord>) -> Result<()> {
+        let mut kbs = self.write()?;
+        let entry = kbs.get_mut(kb).ok_or_else(|| Error::kb_not_found(kb))?;
+        for record in records {
+            entry.documents.insert(record.id.clone(), record);
+        }
+        self.persist(entry)
+    }
+
     /// Sets progress counters without writing to disk: they are only for watching.
     pub fn set_progress(&self, kb: &str, id: &str, done: usize, total: usize) -> Result<()> {
         let mut kbs = self.write()?;

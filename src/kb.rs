@@ -36,6 +36,15 @@ pub struct NewKb {
     pub description: Option<String>,
 }
 
+/// A document whose chunks are already embedded: (text, dense vector) pairs.
+#[derive(Debug, Clone)]
+pub struct ImportedDocument {
+    pub name: String,
+    pub title: String,
+    pub metadata: Metadata,
+    pub chunks: Vec<(String, Vec<f32>)>,
+}
+
 /// One uploaded file.
 #[derive(Debug, Clone)]
 pub struct Upload {
@@ -268,6 +277,67 @@ impl KnowledgeBase {
             document: record,
             error_code: refusal.map(|e| e.code()),
         })
+    }
+
+    /// Stores documents whose chunks are already embedded (benchmarks today; moving a knowledge
+    /// base between stores without re-embedding later). Each becomes a ready document.
+    pub async fn import_documents(&self, kb: &str, documents: Vec<ImportedDocument>) -> Result<()> {
+        self.catalog.kb(kb)?;
+        let mut records = Vec::with_capacity(documents.len());
+        for document in documents {
+            let id = document_id(&document.name);
+            let version = self
+                .catalog
+                .document(kb, &id)
+                .map(|d| d.version.max(d.pending_version) + 1)
+                .unwrap_or(1);
+            let now = Utc::now();
+            let stored: Vec<StoredChunk> = document
+                .chunks
+                .into_iter()
+                .enumerate()
+                .map(|(chunk_index, (text, dense))| {
+                    let chunk = Chunk {
+                        document_id: id.clone(),
+                        document_name: document.name.clone(),
+                        title: document.title.clone(),
+                        chunk_index,
+                        heading_path: Vec::new(),
+                        text,
+                        metadata: document.metadata.clone(),
+                    };
+                    let keyword = self.keywords.document(&embedding_text(&chunk));
+                    StoredChunk {
+                        chunk,
+                        dense,
+                        keyword,
+                    }
+                })
+                .collect();
+            let chunk_count = stored.len();
+            self.store
+                .replace_document(kb, &id, version, stored)
+                .await
+                .map_err(Error::internal)?;
+            records.push(DocumentRecord {
+                id,
+                name: document.name,
+                size_bytes: 0,
+                sha256: String::new(),
+                status: DocumentStatus::Ready,
+                error: None,
+                chunk_count,
+                chunks_done: chunk_count,
+                metadata: document.metadata,
+                version,
+                pending_version: version,
+                created_at: now,
+                updated_at: now,
+            });
+        }
+        let catalog = Arc::clone(&self.catalog);
+        let kb = kb.to_owned();
+        blocking(move || catalog.insert_documents(&kb, records)).await
     }
 
     pub fn documents(&self, kb: &str) -> Result<Vec<DocumentRecord>> {

@@ -5,6 +5,8 @@
 
 /// Deciding (answer / not found / clarify), the grounded prompt, the chat model.
 pub mod answer;
+/// `lore bench`: retrieval and Dify latency at a chosen store size.
+pub mod bench;
 /// Knowledge bases and document records, persisted beside the store.
 pub mod catalog;
 /// Command-line client: talks to a running server, or opens the data directory itself.

@@ -61,6 +61,22 @@ enum Command {
         #[arg(long)]
         verbose: bool,
     },
+    /// Measures retrieval latency, alone and through /dify/retrieval under concurrent load, at a
+    /// chosen number of chunks (real passages plus perturbed copies of their vectors).
+    Bench {
+        #[arg(long)]
+        corpus: PathBuf,
+        #[arg(long)]
+        queries: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        chunks: usize,
+        #[arg(long, default_value_t = 300)]
+        passages: usize,
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        #[arg(long, default_value_t = 20)]
+        requests: usize,
+    },
     /// Answers a question from a knowledge base (verdict, answer, sources).
     Ask {
         kb: String,
@@ -119,6 +135,24 @@ async fn main() -> anyhow::Result<()> {
                 verbose,
             };
             lore::eval::run(config, args).await
+        }
+        Command::Bench {
+            corpus,
+            queries,
+            chunks,
+            passages,
+            clients,
+            requests,
+        } => {
+            let args = lore::bench::BenchArgs {
+                corpus,
+                queries,
+                chunks,
+                passages,
+                clients,
+                requests,
+            };
+            lore::bench::run(config, args).await
         }
         Command::Ask {
             kb,

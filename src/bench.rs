@@ -1,0 +1,274 @@
+//! `lore bench`: retrieval latency at a given number of chunks, alone and through Dify's
+//! endpoint under concurrent load, measured in-process on this machine.
+//!
+//! Embedding 10,000+ real chunks takes most of an hour on two cores, so the store is filled with
+//! real CMRC passages embedded once, plus perturbed copies of their vectors (unit noise added,
+//! renormalised) under the same texts: the store, the keyword index and the fusion do the work
+//! they would do at that size. Questions are the set's real questions, embedded for real.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::config::Config;
+use crate::document::Metadata;
+use crate::embed::Embedder;
+use crate::kb::{ImportedDocument, KnowledgeBase, NewKb, SearchRequest};
+
+const KB: &str = "bench";
+
+pub struct BenchArgs {
+    /// corpus.jsonl of `{"id","title","text"}` rows (e.g. ../shared/eval/zh_cmrc2018).
+    pub corpus: PathBuf,
+    /// queries.jsonl of `{"question"}` rows.
+    pub queries: PathBuf,
+    /// Chunks in the store.
+    pub chunks: usize,
+    /// Real passages embedded (the rest are perturbed copies).
+    pub passages: usize,
+    /// Concurrent clients of `/dify/retrieval`.
+    pub clients: usize,
+    /// Requests each client sends.
+    pub requests: usize,
+}
+
+#[derive(Deserialize)]
+struct Row {
+    id: String,
+    #[serde(default)]
+    title: String,
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct Query {
+    question: String,
+}
+
+fn read_jsonl<T: serde::de::DeserializeOwned>(path: &PathBuf) -> anyhow::Result<Vec<T>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| Ok(serde_json::from_str(l)?))
+        .collect()
+}
+
+/// A small deterministic generator (xorshift64*), so runs are repeatable without a dependency.
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let bits = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+        bits as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+}
+
+fn perturbed(vector: &[f32], noise: &mut Noise, amplitude: f32) -> Vec<f32> {
+    let mut out: Vec<f32> = vector
+        .iter()
+        .map(|x| x + amplitude * noise.next())
+        .collect();
+    let norm = out
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::EPSILON);
+    out.iter_mut().for_each(|x| *x /= norm);
+    out
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len().max(1) - 1) as f64 * p).round() as usize)
+        .copied()
+        .unwrap_or_default()
+}
+
+pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
+    let data = tempfile::tempdir()?;
+    config.data_dir = data.path().to_path_buf();
+    config.listen = "127.0.0.1:0".parse()?;
+    let embedder = Embedder::load(&config)?;
+    let service = KnowledgeBase::open(config).await?;
+    service
+        .create_kb(NewKb {
+            id: KB.into(),
+            name: None,
+            description: None,
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message().to_owned()))?;
+
+    let rows: Vec<Row> = read_jsonl(&args.corpus)?
+        .into_iter()
+        .take(args.passages)
+        .collect();
+    anyhow::ensure!(!rows.is_empty(), "the corpus is empty");
+    let texts: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{}\n{}", r.title, r.text))
+        .collect();
+    let started = Instant::now();
+    let vectors = embedder.embed_passages(texts.clone()).await?;
+    let embed_seconds = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let mut noise = Noise(0x9E37_79B9_7F4A_7C15);
+    let copies = args.chunks.div_ceil(rows.len());
+    let mut stored = 0;
+    for copy in 0..copies {
+        let mut batch = Vec::new();
+        for ((row, text), vector) in rows.iter().zip(&texts).zip(&vectors) {
+            if stored == args.chunks {
+                break;
+            }
+            let dense = if copy == 0 {
+                vector.clone()
+            } else {
+                perturbed(vector, &mut noise, 0.02)
+            };
+            batch.push(ImportedDocument {
+                name: format!("{copy}-{}.md", row.id),
+                title: row.title.clone(),
+                metadata: Metadata::new(),
+                chunks: vec![(text.clone(), dense)],
+            });
+            stored += 1;
+        }
+        service
+            .import_documents(KB, batch)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message().to_owned()))?;
+    }
+    let fill_seconds = started.elapsed().as_secs_f64();
+
+    let queries: Vec<Query> = read_jsonl(&args.queries)?;
+    let mut latencies = Vec::with_capacity(queries.len());
+    for query in &queries {
+        let asked = Instant::now();
+        let request = SearchRequest {
+            query: query.question.clone(),
+            top_k: Some(5),
+            score_threshold: None,
+            filter: None,
+        };
+        service
+            .search(KB, request)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message().to_owned()))?;
+        latencies.push(asked.elapsed().as_secs_f64() * 1000.0);
+    }
+    latencies.sort_by(f64::total_cmp);
+
+    let dify = dify_load(Arc::clone(&service), &queries, args.clients, args.requests).await?;
+
+    println!(
+        "store: {stored} chunks ({} real passages embedded in {embed_seconds:.1} s, filled in {fill_seconds:.1} s)",
+        rows.len()
+    );
+    println!(
+        "retrieval (embed question + hybrid search + fusion), {} questions one at a time: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
+        latencies.len(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.95),
+        percentile(&latencies, 0.99)
+    );
+    println!(
+        "/dify/retrieval over HTTP, {} clients x {} requests: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, {:.1} requests/s, {} errors",
+        args.clients, args.requests, dify.p50, dify.p95, dify.p99, dify.throughput, dify.errors
+    );
+    Ok(())
+}
+
+struct LoadFigures {
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    throughput: f64,
+    errors: usize,
+}
+
+/// Serves the knowledge base on a loopback port and sends Dify retrieval requests from
+/// concurrent clients (bounded: `clients` x `requests`).
+async fn dify_load(
+    service: Arc<KnowledgeBase>,
+    queries: &[Query],
+    clients: usize,
+    requests: usize,
+) -> anyhow::Result<LoadFigures> {
+    let key = service
+        .config()
+        .api_key
+        .as_ref()
+        .map(|k| k.expose().to_owned());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/dify/retrieval", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::http::serve(listener, service, async move {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let questions: Arc<Vec<String>> =
+        Arc::new(queries.iter().map(|q| q.question.clone()).collect());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let (http, url, key, questions) = (
+            http.clone(),
+            url.clone(),
+            key.clone(),
+            Arc::clone(&questions),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(requests);
+            let mut errors = 0;
+            for i in 0..requests {
+                let question = &questions[(client * requests + i) % questions.len()];
+                let body = json!({ "knowledge_id": KB, "query": question,
+                    "retrieval_setting": { "top_k": 5, "score_threshold": 0.0 } });
+                let mut request = http.post(&url).json(&body);
+                if let Some(key) = &key {
+                    request = request.bearer_auth(key);
+                }
+                let sent = Instant::now();
+                match request.send().await {
+                    Ok(response) if response.status().is_success() => {
+                        let _ = response.bytes().await;
+                        latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (mut l, e) = task.await?;
+        latencies.append(&mut l);
+        errors += e;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = stop.send(());
+    let _ = server.await;
+    latencies.sort_by(f64::total_cmp);
+    Ok(LoadFigures {
+        p50: percentile(&latencies, 0.5),
+        p95: percentile(&latencies, 0.95),
+        p99: percentile(&latencies, 0.99),
+        throughput: latencies.len() as f64 / seconds,
+        errors,
+    })
+}
