@@ -13,12 +13,12 @@ async fn dify_server() -> TestServer {
         (
             "refund.md",
             "# 售后政策\n\n商品签收之日起七日内，可申请无理由退货。",
-            json!({ "region": "华东", "year": 2026 }),
+            json!({ "region": "华东", "year": 2026, "date": "2026-01-10" }),
         ),
         (
             "events.md",
             "# 女神节活动\n\n女神节活动期间充值满一百元送三十元。",
-            json!({ "region": "华南", "year": 2025 }),
+            json!({ "region": "华南", "year": 2025, "date": "2025-03-08T09:00:00Z" }),
         ),
     ];
     for (name, text, metadata) in docs {
@@ -243,4 +243,37 @@ async fn metadata_conditions_in_every_shape_dify_sends() {
         retrieve(&server, base(both)).await.is_empty(),
         "a filter that matches nothing returns nothing"
     );
+
+    // All 18 operators, alone, with "and" and with "or", the way Dify sends them.
+    let refund = vec!["refund.md".to_owned()];
+    let events = vec!["events.md".to_owned()];
+    let none: Vec<String> = Vec::new();
+    let cases = [
+        ("region", "contains", json!("东"), &refund),
+        ("region", "not contains", json!("东"), &events),
+        ("document_name", "start with", json!("ref"), &refund),
+        ("document_name", "end with", json!("nts.md"), &events),
+        ("region", "is", json!("华东"), &refund),
+        ("region", "is not", json!("华东"), &events),
+        ("region", "empty", Value::Null, &none),
+        ("region", "not empty", Value::Null, &all),
+        ("region", "in", json!(["华南", "西北"]), &events),
+        ("region", "not in", json!(["华南"]), &refund),
+        ("year", "=", json!(2025), &events),
+        ("year", "≠", json!(2025), &refund),
+        ("year", ">", json!(2025), &refund),
+        ("year", "<", json!(2026), &events),
+        ("year", "≥", json!(2025), &all),
+        ("year", "≤", json!(2025), &events),
+        ("date", "before", json!("2026-01-01"), &events),
+        ("date", "after", json!("2026-01-01T00:00:00+08:00"), &refund),
+    ];
+    for (name, operator, value, expected) in cases {
+        for logical in ["and", "or"] {
+            let condition = json!({ "logical_operator": logical, "conditions": [
+                { "name": name, "comparison_operator": operator, "value": value }] });
+            let found = names(retrieve(&server, base(condition)).await);
+            assert_eq!(&found, expected, "{name} {operator} {value} ({logical})");
+        }
+    }
 }
