@@ -40,7 +40,7 @@ impl Default for DecideConfig {
     fn default() -> Self {
         Self {
             min_score: 0.05,
-            min_coverage: 0.6,
+            min_coverage: 0.5,
             tie_margin: 0.3,
             agree_similarity: 0.5,
             max_options: 3,
@@ -122,6 +122,19 @@ pub fn decide(
     signals.fact_present = texts
         .iter()
         .any(|text| kind.is_none_or(|k| k.present_in(text)));
+    // Only variants of the best document can make the question ambiguous: documents on the same
+    // subject (same title, or much text in common). A different subject that happens to score
+    // close is just a weaker hit.
+    let variants: Vec<usize> = (0..tied.len())
+        .filter(|&i| {
+            i == 0
+                || tied[i].chunk.title == best.chunk.title
+                || dice(&bigrams(&texts[i]), &bigrams(&texts[0])) >= VARIANT_SIMILARITY
+        })
+        .collect();
+    let tied: Vec<&Hit> = variants.iter().map(|&i| tied[i]).collect();
+    let texts: Vec<String> = variants.iter().map(|&i| texts[i].clone()).collect();
+    signals.tied_documents = tied.len();
     if tied.len() > 1 {
         let sentences: Vec<String> = texts
             .iter()
@@ -362,6 +375,9 @@ fn disagree(a: &str, b: &str, agree_similarity: f32) -> bool {
         || negated(a) != negated(b)
         || dice(&bigrams(a), &bigrams(b)) < agree_similarity
 }
+
+/// Two documents sharing this much text (character bigram Dice) are variants of one subject.
+const VARIANT_SIMILARITY: f32 = 0.4;
 
 /// Words that turn a statement into its opposite.
 const NEGATIONS: [&str; 10] = [
