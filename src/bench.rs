@@ -10,14 +10,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::Config;
 use crate::document::Metadata;
 use crate::embed::Embedder;
-use crate::kb::{ImportedDocument, KnowledgeBase, NewKb, SearchRequest};
+use crate::eval::{percentile, read_jsonl, scratch_service};
+use crate::kb::{ImportedDocument, KnowledgeBase, SearchRequest};
 
 const KB: &str = "bench";
 
@@ -49,15 +49,6 @@ struct Query {
     question: String,
 }
 
-fn read_jsonl<T: serde::de::DeserializeOwned>(path: &PathBuf) -> anyhow::Result<Vec<T>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| Ok(serde_json::from_str(l)?))
-        .collect()
-}
-
 /// A small deterministic generator (xorshift64*), so runs are repeatable without a dependency.
 struct Noise(u64);
 
@@ -86,27 +77,10 @@ fn perturbed(vector: &[f32], noise: &mut Noise, amplitude: f32) -> Vec<f32> {
     out
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted
-        .get(((sorted.len().max(1) - 1) as f64 * p).round() as usize)
-        .copied()
-        .unwrap_or_default()
-}
-
 pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
-    let data = tempfile::tempdir()?;
-    config.data_dir = data.path().to_path_buf();
     config.listen = "127.0.0.1:0".parse()?;
     let embedder = Embedder::load(&config)?;
-    let service = KnowledgeBase::open(config).await?;
-    service
-        .create_kb(NewKb {
-            id: KB.into(),
-            name: None,
-            description: None,
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!(e.message().to_owned()))?;
+    let (_data, service) = scratch_service(config, KB).await?;
 
     let rows: Vec<Row> = read_jsonl(&args.corpus)?
         .into_iter()
@@ -144,10 +118,7 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
             });
             stored += 1;
         }
-        service
-            .import_documents(KB, batch)
-            .await
-            .map_err(|e| anyhow::anyhow!(e.message().to_owned()))?;
+        service.import_documents(KB, batch).await?;
     }
     let fill_seconds = started.elapsed().as_secs_f64();
 
@@ -161,10 +132,7 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
             score_threshold: None,
             filter: None,
         };
-        service
-            .search(KB, request)
-            .await
-            .map_err(|e| anyhow::anyhow!(e.message().to_owned()))?;
+        service.search(KB, request).await?;
         latencies.push(asked.elapsed().as_secs_f64() * 1000.0);
     }
     latencies.sort_by(f64::total_cmp);

@@ -126,8 +126,7 @@ impl Backend {
             Self::Local(service) => {
                 let mut outcomes = service
                     .upload(kb, vec![Upload { name, bytes }], Metadata::new())
-                    .await
-                    .map_err(|e| anyhow::anyhow!(e.message().to_owned()))?;
+                    .await?;
                 outcomes
                     .pop()
                     .map(|o| o.document)
@@ -144,9 +143,7 @@ impl Backend {
                     .await?;
                 Ok(serde_json::from_value(body)?)
             }
-            Self::Local(service) => service
-                .document(kb, id)
-                .map_err(|e| anyhow::anyhow!(e.message().to_owned())),
+            Self::Local(service) => Ok(service.document(kb, id)?),
         }
     }
 
@@ -166,10 +163,7 @@ impl Backend {
                     score_threshold: None,
                     filter: None,
                 };
-                let hits = service
-                    .search(kb, request)
-                    .await
-                    .map_err(|e| anyhow::anyhow!(e.message().to_owned()))?;
+                let hits = service.search(kb, request).await?;
                 Ok(hits
                     .into_iter()
                     .map(|h| {
@@ -201,10 +195,7 @@ impl Backend {
                     deadline_ms,
                     ..AnswerRequest::default()
                 };
-                let reply = service
-                    .answer(kb, request)
-                    .await
-                    .map_err(|e| anyhow::anyhow!(e.message().to_owned()))?;
+                let reply = service.answer(kb, request).await?;
                 Ok(serde_json::to_value(reply)?)
             }
         }

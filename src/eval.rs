@@ -92,19 +92,33 @@ impl Metrics {
     }
 }
 
-/// Runs the evaluation and prints a Markdown report.
-pub async fn run(mut config: Config, args: EvalArgs) -> anyhow::Result<()> {
+/// A service over a temporary data directory with one empty knowledge base, `kb`; the
+/// directory lives as long as the returned guard.
+pub(crate) async fn scratch_service(
+    mut config: Config,
+    kb: &str,
+) -> anyhow::Result<(tempfile::TempDir, Arc<KnowledgeBase>)> {
     let data = tempfile::tempdir()?;
     config.data_dir = data.path().to_path_buf();
     let service = KnowledgeBase::open(config).await?;
-    service
-        .create_kb(NewKb {
-            id: KB.into(),
-            name: None,
-            description: None,
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!(e.message().to_owned()))?;
+    let new = NewKb {
+        id: kb.to_owned(),
+        name: None,
+        description: None,
+    };
+    service.create_kb(new).await?;
+    Ok((data, service))
+}
+
+/// The `p` quantile (0..=1) of sorted values, nearest rank; 0 for none.
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((sorted.len().max(1) - 1) as f64 * p).round() as usize;
+    sorted.get(rank).copied().unwrap_or_default()
+}
+
+/// Runs the evaluation and prints a Markdown report.
+pub async fn run(config: Config, args: EvalArgs) -> anyhow::Result<()> {
+    let (_data, service) = scratch_service(config, KB).await?;
     let uploads = corpus_uploads(&args.corpus)?;
     let started = std::time::Instant::now();
     ingest(&service, uploads).await?;
@@ -197,19 +211,8 @@ pub async fn run(mut config: Config, args: EvalArgs) -> anyhow::Result<()> {
     }
     bar.finish_and_clear();
 
-    let chunks: usize = service
-        .documents(KB)
-        .map_err(|e| anyhow::anyhow!(e.message().to_owned()))?
-        .iter()
-        .map(|d| d.chunk_count)
-        .sum();
+    let chunks: usize = service.documents(KB)?.iter().map(|d| d.chunk_count).sum();
     latencies_ms.sort_by(f64::total_cmp);
-    let percentile = |p: f64| {
-        latencies_ms
-            .get(((latencies_ms.len().max(1) - 1) as f64 * p).round() as usize)
-            .copied()
-            .unwrap_or_default()
-    };
     println!(
         "corpus: {} ({chunks} chunks, ingested in {ingest_seconds:.1} s: {:.1} chunks/s)",
         args.corpus.display(),
@@ -217,8 +220,8 @@ pub async fn run(mut config: Config, args: EvalArgs) -> anyhow::Result<()> {
     );
     println!(
         "hybrid retrieval latency (embed query + search): p50 {:.1} ms, p95 {:.1} ms",
-        percentile(0.5),
-        percentile(0.95)
+        percentile(&latencies_ms, 0.5),
+        percentile(&latencies_ms, 0.95)
     );
     println!(
         "queries: {} ({} with gold documents)\n",
@@ -298,13 +301,10 @@ async fn retrieve(
         score_threshold: None,
         filter: None,
     };
-    service
-        .retrieve(KB, request, ranking)
-        .await
-        .map_err(|e| anyhow::anyhow!(e.message().to_owned()))
+    Ok(service.retrieve(KB, request, ranking).await?)
 }
 
-fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Vec<T>> {
+pub(crate) fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Vec<T>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     text.lines()
@@ -349,15 +349,10 @@ fn corpus_uploads(corpus: &Path) -> anyhow::Result<Vec<Upload>> {
 
 async fn ingest(service: &Arc<KnowledgeBase>, uploads: Vec<Upload>) -> anyhow::Result<()> {
     let total = uploads.len();
-    service
-        .upload(KB, uploads, Metadata::new())
-        .await
-        .map_err(|e| anyhow::anyhow!(e.message().to_owned()))?;
+    service.upload(KB, uploads, Metadata::new()).await?;
     let bar = progress(total, "documents ingested");
     loop {
-        let documents = service
-            .documents(KB)
-            .map_err(|e| anyhow::anyhow!(e.message().to_owned()))?;
+        let documents = service.documents(KB)?;
         let done = documents
             .iter()
             .filter(|d| matches!(d.status, DocumentStatus::Ready | DocumentStatus::Failed))
