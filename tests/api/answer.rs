@@ -297,3 +297,43 @@ async fn the_openai_compatible_endpoint_answers_and_streams() {
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "kb_not_found");
 }
+
+/// Run by the official `openai` Python client (installed by scripts/test) against lore.
+const OPENAI_CLIENT_SCRIPT: &str = r#"
+import json, sys
+from openai import OpenAI
+client = OpenAI(base_url=sys.argv[1], api_key="unused")
+models = [m.id for m in client.models.list()]
+reply = client.chat.completions.create(model="kb", messages=[{"role": "user", "content": sys.argv[2]}])
+stream = client.chat.completions.create(model="kb", stream=True, messages=[{"role": "user", "content": sys.argv[2]}])
+streamed = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+print(json.dumps({"models": models, "content": reply.choices[0].message.content, "streamed": streamed}))
+"#;
+
+#[tokio::test]
+async fn the_official_openai_python_client_works() {
+    let llm = ScriptedLlm::spawn(Script::Answer("七日内可以无理由退货 [1]。")).await;
+    let server = server_with(&llm, vec![]).await;
+    let python = std::env::var("LORE_TEST_PYTHON").unwrap_or_else(|_| {
+        let home = lore::config::Config::default().home;
+        home.join("test-venv/bin/python")
+            .to_string_lossy()
+            .into_owned()
+    });
+    let output = tokio::process::Command::new(&python)
+        .args(["-c", OPENAI_CLIENT_SCRIPT, &server.url("/v1"), ANSWERABLE])
+        .output()
+        .await
+        .unwrap_or_else(|e| {
+            panic!("{python} (run scripts/test to install the openai client): {e}")
+        });
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let result: Value = serde_json::from_slice(&output.stdout).expect("the script prints JSON");
+    assert_eq!(result["models"], json!(["kb"]));
+    assert_eq!(
+        result["content"],
+        "七日内可以无理由退货 [1]。\n\n来源：售后政策"
+    );
+    assert_eq!(result["streamed"], result["content"]);
+}
