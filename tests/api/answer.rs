@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use lore::config::LlmEndpoint;
 use serde_json::{Value, json};
 
-use crate::common::TestServer;
 use crate::common::llm::{Script, ScriptedLlm};
+use crate::common::{TestServer, sse};
 
 const DOCS: [(&str, &str); 3] = [
     (
@@ -170,25 +170,6 @@ async fn a_malformed_reply_is_not_retried_and_the_passage_answers() {
     let reply = ask(&server, ANSWERABLE, 5000).await;
     assert_eq!(reply["fallback"], "extractive", "{reply}");
     assert_eq!(llm.calls(), 1);
-}
-
-/// Server-sent events of a response body, as (event, data) pairs.
-fn sse(body: &str) -> Vec<(String, String)> {
-    body.split("\n\n")
-        .filter(|block| !block.trim().is_empty())
-        .map(|block| {
-            let mut event = String::new();
-            let mut data = String::new();
-            for line in block.lines() {
-                if let Some(e) = line.strip_prefix("event:") {
-                    event = e.trim().to_owned();
-                } else if let Some(d) = line.strip_prefix("data:") {
-                    data.push_str(d.trim_start());
-                }
-            }
-            (event, data)
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::common::{TestServer, eval_dir};
+use crate::common::{TestServer, eval_dir, sse};
 
 /// A running `scripts/llm-server`, killed when dropped.
 struct LocalModel {
@@ -112,9 +112,11 @@ async fn the_local_model_answers_with_the_key_fact_and_a_citation() {
         .text()
         .await
         .unwrap();
-    let deltas = body.matches("event: delta").count();
+    let events = sse(&body);
+    let deltas = events.iter().filter(|(event, _)| event == "delta").count();
     assert!(deltas > 1, "the answer streamed in pieces: {body}");
-    let done = body.rsplit("data: ").next().unwrap().trim();
+    let (last, done) = events.last().expect("events");
+    assert_eq!(last, "done", "{body}");
     let done: Value = serde_json::from_str(done).unwrap();
     assert_eq!(done["fallback"], Value::Null);
     assert!(has_key_fact(done["answer"].as_str().unwrap()), "{done}");
@@ -130,13 +132,7 @@ async fn the_local_model_answers_with_the_key_fact_and_a_citation() {
         .unwrap();
     let text = body.text().await.unwrap();
     let mut answer = String::new();
-    for data in text
-        .split("\n\n")
-        .filter_map(|e| e.trim().strip_prefix("data: "))
-    {
-        if data == "[DONE]" {
-            break;
-        }
+    for (_, data) in sse(&text).iter().take_while(|(_, data)| data != "[DONE]") {
         let chunk: CreateChatCompletionStreamResponse =
             serde_json::from_str(data).expect("an OpenAI chunk");
         answer.extend(chunk.choices.into_iter().filter_map(|c| c.delta.content));

@@ -265,3 +265,22 @@ pub fn zh_questions(kind: &str) -> Vec<Value> {
         .filter(|q| q["type"] == kind)
         .collect()
 }
+
+/// Server-sent events of a response body, as (event, data) pairs.
+pub fn sse(body: &str) -> Vec<(String, String)> {
+    body.split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .map(|block| {
+            let mut event = String::new();
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(e) = line.strip_prefix("event:") {
+                    event = e.trim().to_owned();
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data.push_str(d.trim_start());
+                }
+            }
+            (event, data)
+        })
+        .collect()
+}
