@@ -9,6 +9,7 @@ mod error;
 mod kbs;
 mod openai;
 mod query;
+mod web;
 
 use std::sync::Arc;
 
@@ -53,6 +54,8 @@ pub fn router(service: Arc<KnowledgeBase>) -> Router {
         .merge(api)
         // Dify checks keys its own way (403 with its codes), so it is outside `require_key`.
         .merge(dify::router())
+        // The page is public; it asks for the key and sends it with each call.
+        .merge(web::router())
         .fallback(|| async { ApiError::new(ErrorCode::InvalidRequest, "no such endpoint") })
         .layer(TraceLayer::new_for_http())
         .with_state(service)
