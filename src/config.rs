@@ -24,6 +24,7 @@ const ENV_KEYS: &[&str] = &[
     "chunking",
     "search",
     "limits",
+    "wechat",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,6 +45,7 @@ pub struct Config {
     pub answer: AnswerConfig,
     pub llm: LlmConfig,
     pub limits: LimitsConfig,
+    pub wechat: WeChatConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -261,6 +263,7 @@ impl Default for Config {
             answer: AnswerConfig::default(),
             llm: LlmConfig::default(),
             limits: LimitsConfig::default(),
+            wechat: WeChatConfig::default(),
         }
     }
 }
@@ -293,6 +296,46 @@ impl Default for SearchConfig {
         Self {
             default_top_k: 5,
             max_top_k: 100,
+        }
+    }
+}
+
+/// The WeChat official-account front door (`/wechat/{kb}`). The account itself (token, AppID,
+/// keys) is set per knowledge base through `PUT /api/kbs/{kb}/wechat`; these are the timings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WeChatConfig {
+    /// WeChat's API (access tokens, customer-service messages); tests point it at a stand-in.
+    pub api_base: String,
+    /// How long one of WeChat's tries waits for the answer. WeChat hangs up after 5 s.
+    pub reply_wait_ms: u64,
+    /// Time budget of one answer across WeChat's three tries (about 15 s in all).
+    pub deadline_ms: u64,
+    /// How long a clarifying question waits for the user's choice, in seconds.
+    pub clarify_ttl_secs: u64,
+    /// How long an answer that missed all three tries waits for the user's next message.
+    pub pending_ttl_secs: u64,
+    /// Longest text reply in bytes (WeChat's limit is 2048); longer answers end at a sentence.
+    pub max_reply_bytes: usize,
+    /// The OCR program for image messages (Debian's `tesseract-ocr`) and its languages.
+    pub ocr_command: String,
+    pub ocr_languages: String,
+    /// Largest picture downloaded for OCR.
+    pub max_image_bytes: usize,
+}
+
+impl Default for WeChatConfig {
+    fn default() -> Self {
+        Self {
+            api_base: "https://api.weixin.qq.com".to_owned(),
+            reply_wait_ms: 4_500,
+            deadline_ms: 13_000,
+            clarify_ttl_secs: 600,
+            pending_ttl_secs: 3_600,
+            max_reply_bytes: 2_048,
+            ocr_command: "tesseract".to_owned(),
+            ocr_languages: "chi_sim+eng".to_owned(),
+            max_image_bytes: 10 * 1024 * 1024,
         }
     }
 }

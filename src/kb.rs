@@ -170,6 +170,13 @@ impl KnowledgeBase {
         self.catalog.kb(kb)
     }
 
+    /// The folder of an existing knowledge base, for settings kept beside its documents
+    /// (they go when it is deleted).
+    pub fn kb_dir(&self, kb: &str) -> Result<std::path::PathBuf> {
+        self.catalog.kb(kb)?;
+        Ok(self.catalog.kb_dir(kb))
+    }
+
     pub async fn delete_kb(&self, kb: &str) -> Result<()> {
         self.catalog.kb(kb)?;
         let catalog = Arc::clone(&self.catalog);

@@ -31,3 +31,5 @@ pub mod kb;
 pub mod search;
 /// Chunk storage behind `VectorStore`: the embedded Qdrant Edge engine.
 pub mod store;
+/// The WeChat official-account front door: signatures, safe mode, the 5-second rule.
+pub mod wechat;

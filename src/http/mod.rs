@@ -10,6 +10,7 @@ mod kbs;
 mod openai;
 mod query;
 mod web;
+mod wechat;
 
 use std::sync::Arc;
 
@@ -30,19 +31,21 @@ use crate::error::ErrorCode;
 use crate::kb::KnowledgeBase;
 
 /// The whole application.
-pub fn router(service: Arc<KnowledgeBase>) -> Router {
+pub fn router(service: Arc<KnowledgeBase>) -> anyhow::Result<Router> {
     let max_upload = service.config().limits.max_upload_bytes;
+    let wechat = crate::wechat::WeChat::new(Arc::clone(&service))?;
     let api = Router::new()
         .merge(kbs::router())
         .merge(documents::router(max_upload))
         .merge(query::router())
         .merge(answer::router())
         .merge(openai::router())
+        .merge(wechat::settings(Arc::clone(&wechat)))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&service),
             require_key,
         ));
-    Router::new()
+    Ok(Router::new()
         .route(
             "/healthz",
             get(|| async { axum::Json(json!({ "status": "ok" })) }),
@@ -56,9 +59,11 @@ pub fn router(service: Arc<KnowledgeBase>) -> Router {
         .merge(dify::router())
         // The page is public; it asks for the key and sends it with each call.
         .merge(web::router())
+        // WeChat signs its calls with the account's token instead.
+        .merge(wechat::door(wechat))
         .fallback(|| async { ApiError::new(ErrorCode::InvalidRequest, "no such endpoint") })
         .layer(TraceLayer::new_for_http())
-        .with_state(service)
+        .with_state(service))
 }
 
 /// With an API key configured, every API call must carry it as a bearer token.
@@ -101,7 +106,7 @@ pub async fn serve(
              lore.toml), or listen on 127.0.0.1"
         );
     }
-    axum::serve(listener, router(service))
+    axum::serve(listener, router(service)?)
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())

@@ -259,7 +259,7 @@ fn core_title(xml: &str) -> Option<String> {
     (!title.is_empty()).then_some(title)
 }
 
-fn push_reference(text: &mut String, reference: &quick_xml::events::BytesRef<'_>) {
+pub(crate) fn push_reference(text: &mut String, reference: &quick_xml::events::BytesRef<'_>) {
     if let Ok(Some(c)) = reference.resolve_char_ref() {
         text.push(c);
         return;

@@ -4,7 +4,7 @@
 //! embedding model and carry their headings; `queue` runs both, then embedding and storing, for
 //! each uploaded document in the background.
 
-mod docx;
+pub(crate) mod docx;
 pub mod extract;
 mod html;
 mod pdf;
