@@ -44,8 +44,7 @@ impl Account {
     /// a failed handshake.
     pub fn from_settings(settings: AccountSettings) -> Result<Self> {
         let token = settings.token.trim();
-        if !(3..=32).contains(&token.len()) || !token.chars().all(|c| c.is_ascii_alphanumeric())
-        {
+        if !(3..=32).contains(&token.len()) || !token.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(Error::invalid_request(
                 "token must be 3 to 32 letters or digits, as on WeChat's server settings page",
             ));

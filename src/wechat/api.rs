@@ -63,7 +63,9 @@ impl WeChatApi {
                 .map_err(|e| anyhow::anyhow!("customer-service send failed: {}", e.without_url()))?
                 .json()
                 .await
-                .map_err(|e| anyhow::anyhow!("customer-service send: bad reply: {}", e.without_url()))?;
+                .map_err(|e| {
+                    anyhow::anyhow!("customer-service send: bad reply: {}", e.without_url())
+                })?;
             match reply.errcode {
                 0 => return Ok(()),
                 code if STALE_TOKEN.contains(&code) && attempt == 0 => continue,

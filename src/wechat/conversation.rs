@@ -118,6 +118,7 @@ impl Conversations {
     /// Owes `answering` to the user: it goes out with the reply to their next message.
     pub fn defer(&self, kb: &str, user: &str, answering: &Arc<Answering>) {
         let mut users = lock(&self.users);
+        self.forget_stale(&mut users);
         let entry = users.entry((kb.to_owned(), user.to_owned())).or_default();
         if !entry.owed.iter().any(|(a, _)| Arc::ptr_eq(a, answering)) {
             entry.owed.push((Arc::clone(answering), Instant::now()));
@@ -150,18 +151,43 @@ impl Conversations {
     /// Remembers that the user was asked to choose among `options` for `question`.
     pub fn ask(&self, kb: &str, user: &str, question: String, options: Vec<ClarifyOption>) {
         let mut users = lock(&self.users);
-        users.entry((kb.to_owned(), user.to_owned())).or_default().clarification =
-            Some(Clarification {
-                question,
-                options,
-                asked: Instant::now(),
-            });
+        self.forget_stale(&mut users);
+        users
+            .entry((kb.to_owned(), user.to_owned()))
+            .or_default()
+            .clarification = Some(Clarification {
+            question,
+            options,
+            asked: Instant::now(),
+        });
+    }
+
+    /// Drops expired owed answers and clarifications, and users left with neither, so the
+    /// map does not grow with every user ever seen.
+    fn forget_stale(&self, users: &mut HashMap<(String, String), User>) {
+        users.retain(|_, user| {
+            user.owed
+                .retain(|(_, since)| since.elapsed() <= self.owed_ttl);
+            if user
+                .clarification
+                .as_ref()
+                .is_some_and(|c| c.asked.elapsed() > self.clarify_ttl)
+            {
+                user.clarification = None;
+            }
+            !user.owed.is_empty() || user.clarification.is_some()
+        });
     }
 
     /// Reads a message against a pending clarifying question: a choice ("1", "女神节的")
     /// turns into the original question and the chosen option; anything else is a new
     /// question, and the clarification is dropped.
-    pub fn read_choice(&self, kb: &str, user: &str, text: String) -> (String, Option<ClarifyOption>) {
+    pub fn read_choice(
+        &self,
+        kb: &str,
+        user: &str,
+        text: String,
+    ) -> (String, Option<ClarifyOption>) {
         let mut users = lock(&self.users);
         let Some(pending) = users
             .get_mut(&(kb.to_owned(), user.to_owned()))

@@ -21,8 +21,12 @@ pub struct Incoming {
 pub enum Kind {
     Text(String),
     /// `Recognition` is present when the account has speech recognition turned on.
-    Voice { recognition: Option<String> },
-    Image { pic_url: String },
+    Voice {
+        recognition: Option<String>,
+    },
+    Image {
+        pic_url: String,
+    },
     Event(String),
     /// Any other type (video, location, link...), by its `MsgType`.
     Other(String),

@@ -119,7 +119,12 @@ impl WeChat {
 
     /// A pushed message: check its signature, open it (safe mode), answer it, and return the
     /// body WeChat expects (reply XML, sealed again in safe mode; "success"; or "").
-    pub async fn receive(self: &Arc<Self>, kb: &str, signed: &Signed, body: &str) -> Result<String> {
+    pub async fn receive(
+        self: &Arc<Self>,
+        kb: &str,
+        signed: &Signed,
+        body: &str,
+    ) -> Result<String> {
         let account = self.account(kb)?;
         check_signature(&account, signed)?;
         let safe_mode = signed.encrypt_type.as_deref() == Some("aes");
@@ -128,8 +133,7 @@ impl WeChat {
         } else {
             body.to_owned()
         };
-        let incoming =
-            message::parse(&xml).map_err(|e| Error::invalid_request(e.to_string()))?;
+        let incoming = message::parse(&xml).map_err(|e| Error::invalid_request(e.to_string()))?;
         let text = match self.respond(kb, &account, incoming.clone()).await {
             Outcome::Text(text) => text,
             Outcome::Success => return Ok("success".to_owned()),
@@ -146,27 +150,41 @@ impl WeChat {
         let timestamp = now_secs().to_string();
         let nonce = format!("{:010}", uuid::Uuid::new_v4().as_u128() % 10_000_000_000);
         let signature = crypto::signature(&[account.token.expose(), &timestamp, &nonce, &sealed]);
-        Ok(message::encrypted_reply(&sealed, &signature, &timestamp, &nonce))
+        Ok(message::encrypted_reply(
+            &sealed, &signature, &timestamp, &nonce,
+        ))
     }
 
     fn account(&self, kb: &str) -> Result<Account> {
         account::load(&self.service.kb_dir(kb)?)?.ok_or_else(|| {
             Error::new(
                 ErrorCode::KbNotFound,
-                format!("knowledge base {kb} has no WeChat account: PUT /api/kbs/{kb}/wechat first"),
+                format!(
+                    "knowledge base {kb} has no WeChat account: PUT /api/kbs/{kb}/wechat first"
+                ),
             )
         })
     }
 
     /// What one try of a message gets.
-    pub async fn respond(self: &Arc<Self>, kb: &str, account: &Account, incoming: Incoming) -> Outcome {
+    pub async fn respond(
+        self: &Arc<Self>,
+        kb: &str,
+        account: &Account,
+        incoming: Incoming,
+    ) -> Outcome {
         let language = match &incoming.kind {
             Kind::Text(t) => Language::of(t),
             _ => Language::Chinese,
         };
         match &incoming.kind {
             Kind::Event(event) if event == "subscribe" => {
-                return Outcome::Text(account.welcome.clone().unwrap_or_else(|| WELCOME.to_owned()));
+                return Outcome::Text(
+                    account
+                        .welcome
+                        .clone()
+                        .unwrap_or_else(|| WELCOME.to_owned()),
+                );
             }
             Kind::Event(_) => return Outcome::Success,
             Kind::Voice { recognition: None } => return Outcome::Text(VOICE_OFF.to_owned()),
@@ -211,7 +229,13 @@ impl WeChat {
 
     /// Sends the answer as a customer-service message once it is ready; if that fails, it
     /// waits for the user's next message instead.
-    fn send_later(self: &Arc<Self>, kb: &str, account: Account, user: String, answering: Arc<Answering>) {
+    fn send_later(
+        self: &Arc<Self>,
+        kb: &str,
+        account: Account,
+        user: String,
+        answering: Arc<Answering>,
+    ) {
         let this = Arc::clone(self);
         let kb = kb.to_owned();
         tokio::spawn(async move {
@@ -275,19 +299,26 @@ impl WeChat {
 }
 
 fn check_signature(account: &Account, signed: &Signed) -> Result<()> {
-    let parts = [account.token.expose(), signed.timestamp.as_str(), signed.nonce.as_str()];
+    let parts = [
+        account.token.expose(),
+        signed.timestamp.as_str(),
+        signed.nonce.as_str(),
+    ];
     if crypto::verify(&signed.signature, &parts) {
         Ok(())
     } else {
-        Err(Error::new(ErrorCode::Forbidden, "the WeChat signature does not match"))
+        Err(Error::new(
+            ErrorCode::Forbidden,
+            "the WeChat signature does not match",
+        ))
     }
 }
 
 /// Safe mode: check `msg_signature` over the encrypted part, then decrypt it.
 fn open_sealed(account: &Account, signed: &Signed, body: &str) -> Result<String> {
-    let envelope = account
-        .envelope()
-        .ok_or_else(|| Error::invalid_request("safe mode needs the EncodingAESKey: set encoding_aes_key"))?;
+    let envelope = account.envelope().ok_or_else(|| {
+        Error::invalid_request("safe mode needs the EncodingAESKey: set encoding_aes_key")
+    })?;
     let fields = message::fields(body).map_err(|e| Error::invalid_request(e.to_string()))?;
     let encrypted = fields
         .get("Encrypt")
@@ -299,7 +330,10 @@ fn open_sealed(account: &Account, signed: &Signed, body: &str) -> Result<String>
         encrypted.as_str(),
     ];
     if !crypto::verify(signed.msg_signature.as_deref().unwrap_or_default(), &parts) {
-        return Err(Error::new(ErrorCode::Forbidden, "the WeChat msg_signature does not match"));
+        return Err(Error::new(
+            ErrorCode::Forbidden,
+            "the WeChat msg_signature does not match",
+        ));
     }
     envelope
         .open(encrypted)

@@ -27,7 +27,12 @@ pub async fn read_picture(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot run {}: {e} (install tesseract-ocr)", config.ocr_command))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot run {}: {e} (install tesseract-ocr)",
+                config.ocr_command
+            )
+        })?;
     let mut stdin = child
         .stdin
         .take()

@@ -1,8 +1,8 @@
 //! Turning lore's replies into WeChat text, and reading the user's choice after a clarifying
 //! question. Pure functions, so the chat rules are unit-tested without a server.
 
-use crate::answer::{ClarifyOption, Language};
 use crate::answer::respond::Reply;
+use crate::answer::{ClarifyOption, Language};
 
 /// The text of a reply as a WeChat message: the answer without `[n]` markers (WeChat shows no
 /// links), then the source names, within `max_bytes` (cut at a sentence end).
@@ -13,7 +13,12 @@ pub fn answer_text(reply: &Reply, language: Language, max_bytes: usize) -> Strin
     let body = strip_markers(&reply.answer);
     let mut sources: Vec<String> = Vec::new();
     if reply.verdict == "answer" {
-        for citation in &reply.citations {
+        // The passages the answer cites by number; without markers, the best passage.
+        let mut cited = markers(&reply.answer);
+        if cited.is_empty() {
+            cited.push(1);
+        }
+        for citation in cited.iter().filter_map(|n| reply.citations.get(n - 1)) {
             let name = short_name(&citation.document_name);
             if !sources.contains(&name) {
                 sources.push(name);
@@ -39,10 +44,7 @@ pub fn clarify_text(options: &[ClarifyOption], language: Language) -> String {
         .map(|(i, o)| format!("{}. {}", i + 1, o.label))
         .collect();
     match language {
-        Language::Chinese => format!(
-            "您问的是哪一个？\n{}\n请回复序号或名称。",
-            list.join("\n")
-        ),
+        Language::Chinese => format!("您问的是哪一个？\n{}\n请回复序号或名称。", list.join("\n")),
         Language::English => format!(
             "Which one do you mean?\n{}\nReply with its number or name.",
             list.join("\n")
@@ -141,6 +143,21 @@ fn short_name(document_name: &str) -> String {
         Some((stem, ext)) if !stem.is_empty() && ext.len() <= 5 => stem.to_owned(),
         _ => document_name.to_owned(),
     }
+}
+
+/// The numbers of the citation markers in `text`, in order of first use.
+fn markers(text: &str) -> Vec<usize> {
+    let mut found = Vec::new();
+    for piece in text.split('[').skip(1) {
+        if let Some((number, _)) = piece.split_once(']')
+            && let Ok(n) = number.parse::<usize>()
+            && n > 0
+            && !found.contains(&n)
+        {
+            found.push(n);
+        }
+    }
+    found
 }
 
 /// Removes citation markers like `[1]` or `[2][3]`.
@@ -247,8 +264,13 @@ mod tests {
         };
         let reply = Reply {
             verdict: "answer",
-            answer: "七日内可退货[1][2]，退款三个工作日到账[1]。".into(),
-            citations: vec![citation("售后政策.md"), citation("售后政策.md"), citation("faq.pdf")],
+            answer: "七日内可退货[1][3]，退款三个工作日到账[1]。".into(),
+            citations: vec![
+                citation("售后政策.md"),
+                citation("other.md"),
+                citation("faq.pdf"),
+                citation("售后政策.md"),
+            ],
             options: vec![],
             model: None,
             fallback: None,

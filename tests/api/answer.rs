@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::common::llm::{Script, ScriptedLlm};
 use crate::common::{TestServer, sse};
 
-const DOCS: [(&str, &str); 3] = [
+pub(crate) const DOCS: [(&str, &str); 3] = [
     (
         "refund.md",
         "# 售后政策\n\n商品签收之日起七日内，如对商品不满意，可申请无理由退货。退款在审核通过后三个工作日内原路返回。",
