@@ -12,3 +12,5 @@ mod model;
 mod retrieval;
 mod search;
 mod startup;
+mod web;
+mod wechat;
