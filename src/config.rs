@@ -20,6 +20,7 @@ const ENV_KEYS: &[&str] = &[
     "data_dir",
     "listen",
     "api_key",
+    "keys",
     "embedding",
     "chunking",
     "search",
@@ -40,6 +41,9 @@ pub struct Config {
     /// The admin API key (`LORE_API_KEY`). Without one, lore only listens on loopback.
     pub api_key: Option<Secret>,
     pub embedding: EmbeddingConfig,
+    /// More keys, each with a role and optionally limited to some knowledge bases
+    /// (`[[keys]]` in lore.toml).
+    pub keys: Vec<KeyConfig>,
     pub chunking: ChunkingConfig,
     pub search: SearchConfig,
     pub answer: AnswerConfig,
@@ -218,6 +222,37 @@ pub struct LimitsConfig {
     pub max_document_chars: usize,
 }
 
+    /// Requests per minute per API key on the REST and OpenAI front doors (0: unlimited).
+    /// Dify and WeChat are exempt: they retry what is refused, which only adds load.
+    pub requests_per_minute: u32,
+    /// Requests a key may make at once before the per-minute rate applies.
+    pub burst: u32,
+}
+
+/// One API key: `key` itself, or only its SHA-256 (hex) so lore.toml holds no secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// Who holds it; named in logs and metrics instead of the key.
+    pub name: String,
+    #[serde(default)]
+    pub key: Option<Secret>,
+    #[serde(default)]
+    pub key_sha256: Option<String>,
+    pub role: Role,
+    /// The knowledge bases this key may use; all when absent.
+    #[serde(default)]
+    pub kbs: Option<Vec<String>>,
+}
+
+/// What a key may do. `admin` manages knowledge bases and documents and may also read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Search, answer, Dify, OpenAI: everything that reads.
+    Read,
+    /// Everything.
+    Admin,
 /// A secret string (API key) that never shows in `Debug` output or logs.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -259,6 +294,7 @@ impl Default for Config {
             api_key: None,
             embedding: EmbeddingConfig::default(),
             chunking: ChunkingConfig::default(),
+            keys: Vec::new(),
             search: SearchConfig::default(),
             answer: AnswerConfig::default(),
             llm: LlmConfig::default(),
@@ -400,6 +436,8 @@ impl Config {
             "search.default_top_k must be at least 1"
         );
         anyhow::ensure!(
+            requests_per_minute: 600,
+            burst: 60,
             self.search.default_top_k <= self.search.max_top_k,
             "search.default_top_k must not exceed search.max_top_k"
         );
@@ -463,6 +501,20 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_rejected() {
+        for key in &self.keys {
+            let name = &key.name;
+            match (&key.key, &key.key_sha256) {
+                (Some(k), None) => anyhow::ensure!(
+                    k.expose().len() >= 16,
+                    "key {name}: keys must be at least 16 characters"
+                ),
+                (None, Some(hash)) => anyhow::ensure!(
+                    hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+                    "key {name}: key_sha256 must be 64 hex digits"
+                ),
+                _ => anyhow::bail!("key {name}: set exactly one of key and key_sha256"),
+            }
+        }
         Jail::expect_with(|jail| {
             jail.create_file("lore.toml", "[chunking]\nsize_token = 200\n")?;
             let err = Config::load(None).unwrap_err().to_string();

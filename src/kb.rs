@@ -170,6 +170,23 @@ impl KnowledgeBase {
         self.catalog.kb(kb)
     }
 
+    /// Documents waiting for or in ingestion, over all knowledge bases (for `/metrics`).
+    pub fn queue_depth(&self) -> usize {
+        let Ok(kbs) = self.catalog.list_kbs() else {
+            return 0;
+        };
+        kbs.iter()
+            .filter_map(|kb| self.catalog.documents(&kb.id).ok())
+            .flatten()
+            .filter(|d| {
+                matches!(
+                    d.status,
+                    DocumentStatus::Queued | DocumentStatus::Processing
+                )
+            })
+            .count()
+    }
+
     /// The folder of an existing knowledge base, for settings kept beside its documents
     /// (they go when it is deleted).
     pub fn kb_dir(&self, kb: &str) -> Result<std::path::PathBuf> {

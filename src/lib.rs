@@ -5,6 +5,8 @@
 
 /// Deciding (answer / not found / clarify), the grounded prompt, the chat model.
 pub mod answer;
+/// API keys, roles and the per-key request rate.
+pub mod auth;
 /// `lore bench`: retrieval and Dify latency at a chosen store size.
 pub mod bench;
 /// Knowledge bases and document records, persisted beside the store.
@@ -27,6 +29,8 @@ pub mod http;
 pub mod ingest;
 /// The service every front door calls.
 pub mod kb;
+/// Prometheus metrics: requests by route, model calls, answers.
+pub mod metrics;
 /// Keyword vectors and score fusion.
 pub mod search;
 /// Chunk storage behind `VectorStore`: the embedded Qdrant Edge engine.

@@ -263,12 +263,14 @@ impl Endpoint {
     }
 
     fn succeeded(&self) {
+        crate::metrics::record_model_call("ok");
         if let Ok(mut breaker) = self.breaker.lock() {
             *breaker = Breaker::default();
         }
     }
 
     fn failed(&self, config: &LlmConfig) {
+        crate::metrics::record_model_call("failed");
         if let Ok(mut breaker) = self.breaker.lock() {
             breaker.failures += 1;
             if breaker.failures >= config.breaker_failures {

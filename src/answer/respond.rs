@@ -88,14 +88,17 @@ impl Responder {
         tracing::debug!(?signals, verdict = verdict.name(), "decided");
         let this = std::sync::Arc::clone(self);
         tokio::spawn(async move {
-            let done = |verdict, answer, citations, options, model, fallback| Reply {
-                verdict,
-                answer,
-                citations,
-                options,
-                model,
-                fallback,
-                latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            let done = |verdict, answer, citations, options, model, fallback| {
+                crate::metrics::record_answer(verdict, fallback);
+                Reply {
+                    verdict,
+                    answer,
+                    citations,
+                    options,
+                    model,
+                    fallback,
+                    latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                }
             };
             match verdict {
                 Verdict::NotFound => {

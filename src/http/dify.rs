@@ -9,21 +9,24 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use subtle::ConstantTimeEq as _;
 
+use super::guard::{Guard, bearer};
+use crate::auth::Principal;
 use crate::error::{Error, ErrorCode};
 use crate::kb::{KnowledgeBase, SearchRequest};
 use crate::search::MetadataCondition;
 
-pub fn router() -> Router<Arc<KnowledgeBase>> {
-    Router::new().route("/dify/retrieval", post(retrieval))
+pub fn router(guard: Arc<Guard>) -> Router<Arc<KnowledgeBase>> {
+    Router::new()
+        .route("/dify/retrieval", post(retrieval))
+        .layer(Extension(guard))
 }
 
 /// Dify's error codes.
@@ -61,42 +64,41 @@ struct RetrievalSetting {
 }
 
 /// Why a request was not let in: Dify's error code and message (always HTTP 403).
-type Denied = (u16, &'static str);
+type Denied = (u16, String);
 
-/// Checks `Authorization: Bearer <key>` against the configured key (none configured: open).
-fn authorize(headers: &HeaderMap, service: &KnowledgeBase) -> Result<(), Denied> {
-    let Some(expected) = &service.config().api_key else {
-        return Ok(());
-    };
-    let Some(header) = headers.get(AUTHORIZATION) else {
-        return Err((AUTH_FAILED, "Authorization header is missing"));
-    };
-    let key = header
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .filter(|k| !k.is_empty());
-    let Some(key) = key else {
+/// Dify sends the key as `Authorization: Bearer <key>`; any key may read (within its list of
+/// knowledge bases, checked once the body names one). No rate limit here: Dify retries a 429,
+/// which only adds load.
+fn caller(headers: &HeaderMap, guard: &Guard) -> Result<Principal, Denied> {
+    if guard.keys.is_open() {
+        return Ok(Principal::anonymous());
+    }
+    if headers.get(AUTHORIZATION).is_none() {
+        return Err((AUTH_FAILED, "Authorization header is missing".to_owned()));
+    }
+    let Some(key) = bearer(headers) else {
         return Err((
             INVALID_AUTH_HEADER,
-            "Invalid Authorization header format. Expected 'Bearer <api-key>' format.",
+            "Invalid Authorization header format. Expected 'Bearer <api-key>' format.".to_owned(),
         ));
     };
-    if bool::from(key.as_bytes().ct_eq(expected.expose().as_bytes())) {
-        Ok(())
-    } else {
-        Err((AUTH_FAILED, "Authorization failed"))
-    }
+    guard
+        .keys
+        .identify(key)
+        .cloned()
+        .ok_or((AUTH_FAILED, "Authorization failed".to_owned()))
 }
 
 async fn retrieval(
     State(service): State<Arc<KnowledgeBase>>,
+    Extension(guard): Extension<Arc<Guard>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err((code, message)) = authorize(&headers, &service) {
-        return dify_error(StatusCode::FORBIDDEN, code, message);
-    }
+    let principal = match caller(&headers, &guard) {
+        Ok(principal) => principal,
+        Err((code, message)) => return dify_error(StatusCode::FORBIDDEN, code, message),
+    };
     // Read the body ourselves: Dify's registration probe posts without a body or content type,
     // and must get a 400 that says so, not a 415 or 422.
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -116,6 +118,13 @@ async fn retrieval(
             );
         }
     };
+    if !principal.may_use(&request.knowledge_id) {
+        let message = format!(
+            "this key may not use knowledge base {}",
+            request.knowledge_id
+        );
+        return dify_error(StatusCode::FORBIDDEN, AUTH_FAILED, message);
+    }
     let setting = request.retrieval_setting.unwrap_or_default();
     let max_top_k = service.config().search.max_top_k;
     let search = SearchRequest {

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, Json};
+use crate::auth::Principal;
 use crate::document::KbInfo;
 use crate::kb::{KnowledgeBase, NewKb};
 
@@ -25,8 +26,17 @@ async fn create(
     Ok((StatusCode::CREATED, Json(service.create_kb(request).await?)))
 }
 
-async fn list(State(service): State<Arc<KnowledgeBase>>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "kbs": service.list_kbs()? })))
+/// The knowledge bases the caller's key may use.
+async fn list(
+    State(service): State<Arc<KnowledgeBase>>,
+    Extension(caller): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    let kbs: Vec<KbInfo> = service
+        .list_kbs()?
+        .into_iter()
+        .filter(|kb| caller.may_use(&kb.id))
+        .collect();
+    Ok(Json(json!({ "kbs": kbs })))
 }
 
 async fn show(

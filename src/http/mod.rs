@@ -6,7 +6,9 @@ mod answer;
 mod dify;
 mod documents;
 mod error;
+mod guard;
 mod kbs;
+mod observe;
 mod openai;
 mod query;
 mod web;
@@ -15,14 +17,11 @@ mod wechat;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::middleware;
 use axum::routing::get;
 use serde_json::json;
-use subtle::ConstantTimeEq as _;
 use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
@@ -34,6 +33,7 @@ use crate::kb::KnowledgeBase;
 pub fn router(service: Arc<KnowledgeBase>) -> anyhow::Result<Router> {
     let max_upload = service.config().limits.max_upload_bytes;
     let wechat = crate::wechat::WeChat::new(Arc::clone(&service))?;
+    let guard = Arc::new(guard::Guard::new(service.config()));
     let api = Router::new()
         .merge(kbs::router())
         .merge(documents::router(max_upload))
@@ -42,8 +42,8 @@ pub fn router(service: Arc<KnowledgeBase>) -> anyhow::Result<Router> {
         .merge(openai::router())
         .merge(wechat::settings(Arc::clone(&wechat)))
         .layer(middleware::from_fn_with_state(
-            Arc::clone(&service),
-            require_key,
+            Arc::clone(&guard),
+            guard::check,
         ));
     Ok(Router::new()
         .route(
@@ -54,43 +54,20 @@ pub fn router(service: Arc<KnowledgeBase>) -> anyhow::Result<Router> {
             "/readyz",
             get(|| async { axum::Json(json!({ "status": "ready" })) }),
         )
+        .route("/metrics", get(observe::metrics))
         .merge(api)
-        // Dify checks keys its own way (403 with its codes), so it is outside `require_key`.
-        .merge(dify::router())
+        // Dify checks keys its own way (403 with its codes), so it is outside the guard.
+        .merge(dify::router(guard))
         // The page is public; it asks for the key and sends it with each call.
         .merge(web::router())
         // WeChat signs its calls with the account's token instead.
         .merge(wechat::door(wechat))
         .fallback(|| async { ApiError::new(ErrorCode::InvalidRequest, "no such endpoint") })
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(observe::record))
+        .layer(TraceLayer::new_for_http().make_span_with(observe::span))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(service))
-}
-
-/// With an API key configured, every API call must carry it as a bearer token.
-async fn require_key(
-    State(service): State<Arc<KnowledgeBase>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(expected) = &service.config().api_key else {
-        return next.run(request).await;
-    };
-    let given = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    // Constant-time, so response timing does not reveal how much of a guess was right.
-    if bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes())) {
-        next.run(request).await
-    } else {
-        ApiError::new(
-            ErrorCode::Unauthorized,
-            "a valid API key is required (Authorization: Bearer <key>)",
-        )
-        .into_response()
-    }
 }
 
 /// Serves until `shutdown` resolves. Refuses a non-loopback address without an API key.
@@ -100,10 +77,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    if !addr.ip().is_loopback() && service.config().api_key.is_none() {
+    let keyless = service.config().api_key.is_none() && service.config().keys.is_empty();
+    if !addr.ip().is_loopback() && keyless {
         anyhow::bail!(
-            "refusing to listen on {addr} without an API key: set LORE_API_KEY (or api_key in \
-             lore.toml), or listen on 127.0.0.1"
+            "refusing to listen on {addr} without an API key: set LORE_API_KEY (or api_key or [[keys]] \
+             in lore.toml), or listen on 127.0.0.1"
         );
     }
     axum::serve(listener, router(service)?)

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use super::error::{ApiError, Json};
 use crate::answer::respond::{Reply, ReplyEvent};
 use crate::answer::{Message, Role};
+use crate::auth::Principal;
 use crate::error::ErrorCode;
 use crate::kb::{AnswerRequest, KnowledgeBase};
 
@@ -31,10 +32,14 @@ pub fn router() -> Router<Arc<KnowledgeBase>> {
         .route("/v1/chat/completions", post(chat_completions))
 }
 
-async fn models(State(service): State<Arc<KnowledgeBase>>) -> Result<Json<Value>, ApiError> {
+async fn models(
+    State(service): State<Arc<KnowledgeBase>>,
+    Extension(caller): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
     let data: Vec<Value> = service
         .list_kbs()?
         .into_iter()
+        .filter(|kb| caller.may_use(&kb.id))
         .map(|kb| json!({ "id": kb.id, "object": "model", "created": kb.created_at.timestamp(), "owned_by": "lore" }))
         .collect();
     Ok(Json(json!({ "object": "list", "data": data })))
@@ -95,8 +100,15 @@ fn split_conversation(messages: &[ChatMessage]) -> Result<(String, Vec<Message>)
 
 async fn chat_completions(
     State(service): State<Arc<KnowledgeBase>>,
+    Extension(caller): Extension<Principal>,
     Json(body): Json<ChatRequest>,
 ) -> Result<Response, ApiError> {
+    if !caller.may_use(&body.model) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("this key may not use knowledge base {}", body.model),
+        ));
+    }
     let (question, history) = split_conversation(&body.messages)?;
     let request = AnswerRequest {
         question,

@@ -2,6 +2,7 @@
 //! embedding model (set up by scripts/setup-models) and the real embedded Qdrant engine.
 
 mod answer;
+mod auth;
 mod common;
 mod dify;
 mod documents;
@@ -9,6 +10,7 @@ mod errors;
 mod formats;
 mod kbs;
 mod model;
+mod observe;
 mod retrieval;
 mod search;
 mod startup;
