@@ -11,7 +11,7 @@ const STRINGS = {
     skip: "跳到主要内容", title: "知识库管理", apiKey: "API 密钥", close: "关闭",
     kbs: "知识库", noKbs: "还没有知识库，先创建一个。", newKb: "新建知识库",
     kbId: "标识（小写字母、数字、- 或 _）", kbName: "名称（可选）", create: "创建",
-    pickKb: "请在左侧选择或创建一个知识库。", deleteKb: "删除知识库", sections: "功能",
+    pickKb: "请先选择或新建一个知识库。", deleteKb: "删除知识库", sections: "功能",
     tabDocs: "文档", tabSearch: "命中测试", tabAsk: "问答",
     dropHint: "把文件拖到这里，或", pickFiles: "选择文件", uploads: "上传",
     formats: "支持 PDF、Word (.docx)、Markdown、HTML 和纯文本。同名文件会替换原文档。",
@@ -23,7 +23,7 @@ const STRINGS = {
     keyHelp: "服务器配置了密钥时需要填写。密钥只保存在本浏览器中。", keyLabel: "密钥",
     save: "保存", clearKey: "清除", cancel: "取消",
     statusQueued: "排队中", statusProcessing: "处理中", statusReady: "就绪", statusFailed: "失败",
-    uploading: "上传中 {percent}%", uploaded: "已上传", waiting: "等待上传",
+    uploading: "上传中 {percent}%", uploaded: "已上传", waiting: "等待上传", readyChunks: "就绪，共 {n} 个片段",
     processingProgress: "处理中 {done}/{total}", failedReason: "失败：{reason}",
     view: "查看片段", replace: "替换", remove: "删除",
     confirmDeleteKb: "确定删除知识库“{name}”及其全部文档吗？此操作无法撤销。",
@@ -48,7 +48,7 @@ const STRINGS = {
     skip: "Skip to main content", title: "Knowledge bases", apiKey: "API key", close: "Close",
     kbs: "Knowledge bases", noKbs: "No knowledge base yet: create one.", newKb: "New knowledge base",
     kbId: "ID (lowercase letters, digits, - or _)", kbName: "Name (optional)", create: "Create",
-    pickKb: "Pick or create a knowledge base on the left.", deleteKb: "Delete knowledge base",
+    pickKb: "Pick or create a knowledge base.", deleteKb: "Delete knowledge base",
     sections: "Sections", tabDocs: "Documents", tabSearch: "Hit testing", tabAsk: "Ask",
     dropHint: "Drop files here, or", pickFiles: "Choose files", uploads: "Uploads",
     formats: "PDF, Word (.docx), Markdown, HTML and plain text. A file with the same name replaces the document.",
@@ -60,7 +60,7 @@ const STRINGS = {
     keyHelp: "Needed when the server has a key configured. It is kept in this browser only.",
     keyLabel: "Key", save: "Save", clearKey: "Clear", cancel: "Cancel",
     statusQueued: "Queued", statusProcessing: "Processing", statusReady: "Ready", statusFailed: "Failed",
-    uploading: "Uploading {percent}%", uploaded: "Uploaded", waiting: "Waiting",
+    uploading: "Uploading {percent}%", uploaded: "Uploaded", waiting: "Waiting", readyChunks: "Ready: {n} chunks",
     processingProgress: "Processing {done}/{total}", failedReason: "Failed: {reason}",
     view: "Chunks", replace: "Replace", remove: "Delete",
     confirmDeleteKb: "Delete the knowledge base “{name}” and all its documents? This cannot be undone.",
@@ -217,7 +217,13 @@ function describeError(err) {
 // ---------------------------------------------------------------------------------------------
 // Messages: one banner for errors and confirmations.
 
+/** Confirmations go away by themselves; errors stay until closed or replaced. */
+const OK_BANNER_MS = 6000;
+let bannerTimer = null;
+
 function showBanner(text, kind = "error") {
+  clearTimeout(bannerTimer);
+  if (kind === "ok") bannerTimer = setTimeout(hideBanner, OK_BANNER_MS);
   $("banner-text").textContent = text;
   $("banner").className = `banner ${kind}`;
   // Errors interrupt (role=alert); confirmations are announced politely.
@@ -298,6 +304,8 @@ function renderKbList() {
     ),
   );
   $("kb-empty").hidden = state.kbs.length > 0;
+  // The form is folded away once there is something to pick, so the list comes first on phones.
+  if (state.kbs.length === 0) $("kb-new").open = true;
 }
 
 async function selectKb(id) {
@@ -333,6 +341,8 @@ async function createKb(event) {
   state.kb = kb.id;
   showBanner(t("kbCreated", { name: kb.name || kb.id }), "ok");
   await loadKbs();
+  // A new knowledge base is empty: the next thing to do is upload.
+  selectTab($("tab-docs"));
   $("file-input").focus();
 }
 
@@ -413,7 +423,7 @@ function renderDocuments() {
 
 function documentRow(doc) {
   // `data-label` names each cell on narrow screens, where the table becomes cards.
-  const cell = (labelKey, ...children) => el("td", { "data-label": t(labelKey) }, ...children);
+  const cell = (labelKey, ...children) => el("td", { "data-label": t(labelKey), className: `col-${labelKey}` }, ...children);
   return el("tr", { "data-doc": doc.id, "data-status": doc.status },
     el("th", { scope: "row", className: "doc-name" }, doc.name),
     cell("colSize", formatBytes(doc.size_bytes)),
@@ -478,7 +488,7 @@ function openChunkDialog(title, content) {
 // a time; then the row follows the document's ingestion status from the table's polling.
 
 const PARALLEL_UPLOADS = 2;
-// { kb, file, name, row, docId, sent, settled }: `settled` once the document is ready or failed.
+// { kb, file, name, row, docId, acceptedAt, sent, settled }: `settled` once ready or failed.
 let uploads = [];
 let activeUploads = 0;
 
@@ -556,6 +566,7 @@ function onUploadResponse(upload, status, body, kb) {
   }
   const doc = body.documents[0];
   upload.docId = doc.id;
+  upload.acceptedAt = Date.parse(doc.updated_at);
   upload.row.progress.value = 100;
   if (doc.status === "failed") {
     failUpload(upload, new ApiError(415, doc.error_code ?? "failed", doc.error ?? ""));
@@ -576,12 +587,13 @@ function updateUploadRows() {
   for (const upload of uploads) {
     if (upload.kb !== state.kb || upload.settled || !upload.docId) continue;
     const doc = state.documents.find((d) => d.id === upload.docId);
-    if (!doc) continue;
+    // A listing older than the upload still shows the replaced version: not this upload's status.
+    if (!doc || Date.parse(doc.updated_at) < upload.acceptedAt) continue;
     upload.row.item.dataset.status = doc.status;
     upload.row.status.textContent = uploadStatusText(doc);
-    if (doc.status === "processing" && doc.chunk_count) {
+    if (doc.chunk_count && doc.status !== "failed") {
       upload.row.progress.max = doc.chunk_count;
-      upload.row.progress.value = doc.chunks_done;
+      upload.row.progress.value = doc.status === "ready" ? doc.chunk_count : doc.chunks_done;
     }
     upload.settled = !BUSY.has(doc.status);
   }
@@ -591,7 +603,7 @@ function uploadStatusText(doc) {
   switch (doc.status) {
     case "queued": return t("statusQueued");
     case "processing": return doc.chunk_count ? t("processingProgress", { done: doc.chunks_done, total: doc.chunk_count }) : t("statusProcessing");
-    case "ready": return `${t("statusReady")} · ${doc.chunk_count} ${t("colChunks")}`;
+    case "ready": return t("readyChunks", { n: doc.chunk_count });
     default: return t("failedReason", { reason: doc.error ?? "" });
   }
 }
@@ -750,6 +762,7 @@ function resultItem(record, query) {
 // Asking: JSON or server-sent events (`start`, `delta`..., `done`).
 
 let lastQuestion = "";
+let lastOption = null; // the clarification option the current answer is narrowed to
 
 async function ask(event) {
   event.preventDefault();
@@ -760,6 +773,7 @@ async function ask(event) {
 /** Asks `question`, within one document when the user picked a clarification option. */
 async function askQuestion(question, option) {
   lastQuestion = question;
+  lastOption = option;
   const body = { question, stream: $("ask-stream").checked };
   if (option) {
     body.filter = {
@@ -860,6 +874,7 @@ function finishAnswer(reply) {
   showVerdict(reply);
   $("ask-answer").replaceChildren(...answerNodes(reply.answer, reply.citations));
   const meta = [t("latency", { ms: reply.latency_ms })];
+  if (lastOption) meta.unshift(t("narrowedTo", { label: lastOption.label }));
   if (reply.model) meta.unshift(t("model", { model: reply.model }));
   if (reply.fallback === "extractive") meta.unshift(t("extractive"));
   $("ask-meta").textContent = meta.join(" · ");

@@ -22,7 +22,10 @@ fn web_tests() -> PathBuf {
 fn require_browser_tooling() {
     let chromium = std::env::var("LORE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let playwright = web_tests().join("node_modules/playwright-core/package.json");
-    for (path, what) in [(chromium.as_str(), "Chromium"), (playwright.to_str().unwrap_or_default(), "playwright-core")] {
+    for (path, what) in [
+        (chromium.as_str(), "Chromium"),
+        (playwright.to_str().unwrap_or_default(), "playwright-core"),
+    ] {
         assert!(
             Path::new(path).exists(),
             "{what} is not installed ({path} is missing): run scripts/setup-browser"
@@ -40,10 +43,15 @@ async fn run_page_test(script: &str, server: &TestServer, env: &[(&str, &str)]) 
         .envs(env.iter().copied())
         .output()
         .await
-        .unwrap_or_else(|e| panic!("node does not run ({e}): install Node.js 20+ (apt-get install nodejs)"));
+        .unwrap_or_else(|e| {
+            panic!("node does not run ({e}): install Node.js 20+ (apt-get install nodejs)")
+        });
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{script} took {:.1} s\n{stdout}", started.elapsed().as_secs_f64());
+    println!(
+        "{script} took {:.1} s\n{stdout}",
+        started.elapsed().as_secs_f64()
+    );
     assert!(
         output.status.success(),
         "{script} failed ({})\n--- stdout\n{stdout}\n--- stderr\n{stderr}",

@@ -29,6 +29,7 @@ async function main() {
     step("401 explained, key dialog open");
 
     await enterKey(page, "not-the-key");
+    await page.getByRole("dialog", { name: "API 密钥" }).waitFor();
     await page.getByRole("alert").filter({ hasText: "需要有效的 API 密钥" }).waitFor();
     step("a wrong key is refused");
 

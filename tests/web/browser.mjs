@@ -5,8 +5,11 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 
 import { chromium } from "playwright-core";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 export const CHROMIUM = process.env.LORE_CHROMIUM ?? "/usr/bin/chromium";
 
@@ -62,7 +65,7 @@ export function unexpectedProblems(problems, expectedStatuses = []) {
 export function screenshotDir() {
   const dir =
     process.env.LORE_SCREENSHOTS ??
-    path.join(process.env.CARGO_TARGET_DIR ?? path.resolve(import.meta.dirname, "../../target"), "web-screenshots");
+    path.join(process.env.CARGO_TARGET_DIR ?? path.resolve(HERE, "../../target"), "web-screenshots");
   fs.mkdirSync(dir, { recursive: true });
   return dir;
 }

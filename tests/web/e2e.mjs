@@ -9,14 +9,17 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 
 import { openPage, screenshotDir, stepper, unexpectedProblems } from "./browser.mjs";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 const BASE = process.env.LORE_URL;
 const ANSWER = process.env.LORE_EXPECTED_ANSWER;
 assert.ok(BASE && ANSWER, "set LORE_URL and LORE_EXPECTED_ANSWER (tests/api/web.rs does)");
 
-const REPO = path.resolve(import.meta.dirname, "../..");
+const REPO = path.resolve(HERE, "../..");
 const PDF = path.join(REPO, "fixtures/docs/java_dev_manual_huangshan_zh.pdf");
 const MARKDOWN = path.join(REPO, "../shared/eval/docs/md_zh/selfhost__deploy__quick-start__docker-compose.md");
 const PDF_NAME = path.basename(PDF);
@@ -36,29 +39,29 @@ const docRow = (page, name) => page.locator("#docs-body tr").filter({ has: page.
 const uploadRow = (page, name) => page.locator(`.upload[data-name="${name}"]`);
 
 async function createKb(page, id, name) {
+  // The form is folded away once a knowledge base exists.
+  const form = page.locator("#kb-new");
+  if (!(await form.evaluate((details) => details.open))) await form.locator("summary").click();
   await page.getByLabel("标识（小写字母、数字、- 或 _）").fill(id);
   await page.getByLabel("名称（可选）").fill(name);
   await page.getByRole("button", { name: "创建", exact: true }).click();
   await page.locator("#kb-title", { hasText: name }).waitFor();
 }
 
-/** Drops a file on the drop zone as a person dragging it from the desktop would. */
-async function dropFile(page, file) {
-  const dataTransfer = await page.evaluateHandle(
-    ({ name, text }) => {
-      const transfer = new DataTransfer();
-      transfer.items.add(new File([text], name, { type: "text/markdown" }));
-      return transfer;
-    },
-    { name: path.basename(file), text: fs.readFileSync(file, "utf8") },
-  );
+/** Drops Markdown files ({name, text}) on the drop zone as if dragged from the desktop. */
+async function dropFiles(page, files) {
+  const dataTransfer = await page.evaluateHandle((files) => {
+    const transfer = new DataTransfer();
+    for (const { name, text } of files) transfer.items.add(new File([text], name, { type: "text/markdown" }));
+    return transfer;
+  }, files);
   await page.dispatchEvent("#dropzone", "dragover", { dataTransfer });
   await page.dispatchEvent("#dropzone", "drop", { dataTransfer });
 }
 
 async function uploadAndWatch(page) {
   await page.setInputFiles("#file-input", PDF);
-  await dropFile(page, MARKDOWN);
+  await dropFiles(page, [{ name: MD_NAME, text: fs.readFileSync(MARKDOWN, "utf8") }]);
   await uploadRow(page, PDF_NAME).waitFor();
   await uploadRow(page, MD_NAME).waitFor();
   step("uploads sent");
@@ -137,19 +140,25 @@ async function hitTesting(page) {
 async function asking(page) {
   await page.getByRole("tab", { name: "问答" }).click();
   await page.getByLabel("问题").fill("使用 Docker Compose 部署 Dify，机器最低需要什么硬件配置？");
+  const answered = page.waitForResponse((r) => r.url().endsWith("/answer"));
   await page.getByRole("button", { name: "提问", exact: true }).click();
+  const response = await answered;
+  assert.equal(response.request().postDataJSON().stream, true, "the page asks for a stream");
+  assert.match(response.headers()["content-type"], /text\/event-stream/);
   await page.locator('#ask-result[data-verdict="answer"] #ask-meta', { hasText: "模型" }).waitFor();
   assert.equal(await page.locator("#ask-verdict").textContent(), "回答");
   assert.equal(await page.locator("#ask-answer").textContent(), ANSWER);
   const citation = page.locator("#ask-citations button").first();
   assert.match(await citation.textContent(), new RegExp(MD_NAME.replace(/\./g, "\\.")));
 
+  await shoot(page, "06-answer");
+
   // The [1] in the answer opens the cited chunk.
   await page.locator("#ask-answer button.cite-ref").first().click();
   const dialog = page.locator("#chunk-dialog[open]");
   await dialog.waitFor();
-  assert.match(await dialog.locator(".chunk-text").textContent(), /Docker/);
-  await shoot(page, "06-answer-citation");
+  assert.match(await dialog.locator(".chunk-text").textContent(), /CPU >= 2/);
+  await shoot(page, "07-citation");
   await page.keyboard.press("Escape");
   await page.locator("#chunk-dialog[open]").waitFor({ state: "detached" });
   step("answer streamed with its verdict and citation");
@@ -159,6 +168,22 @@ async function asking(page) {
   await page.locator('#ask-result[data-verdict="not_found"]').waitFor();
   assert.equal(await page.locator("#ask-verdict").textContent(), "未找到");
   step("unanswerable question: not found");
+}
+
+/** Replace: the chosen file goes up under the document's name and is ingested again. */
+async function replaceDocument(page) {
+  await page.getByRole("tab", { name: "文档" }).click();
+  const before = await docRow(page, MD_NAME).locator("time").getAttribute("datetime");
+  const chooser = page.waitForEvent("filechooser");
+  await page.getByRole("button", { name: `替换 ${MD_NAME}` }).click();
+  const text = `${fs.readFileSync(MARKDOWN, "utf8")}\n\n## 更新说明\n\n本页已于今日更新。\n`;
+  await (await chooser).setFiles({ name: "new-version.md", mimeType: "text/markdown", buffer: Buffer.from(text) });
+  await page.locator(`.upload[data-name="${MD_NAME}"][data-status="ready"]`).nth(1).waitFor({ timeout: INGEST_TIMEOUT });
+  const row = page.locator('#docs-body tr[data-status="ready"]', { hasText: MD_NAME });
+  await row.waitFor();
+  assert.notEqual(await row.locator("time").getAttribute("datetime"), before, "updated time moves");
+  assert.equal(await page.locator("#docs-body tr", { hasText: "new-version.md" }).count(), 0, "replaced, not added");
+  step("document replaced");
 }
 
 async function deleteDocument(page) {
@@ -183,15 +208,40 @@ async function phoneWidth(page) {
   await page.getByRole("tab", { name: "文档" }).click();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px at phone width`);
-  await shoot(page, "07-phone-documents");
+  await shoot(page, "09-phone-documents");
   await page.getByRole("tab", { name: "命中测试" }).click();
-  await shoot(page, "08-phone-hit-test");
+  await shoot(page, "10-phone-hit-test");
   await page.setViewportSize({ width: 1280, height: 900 });
   step("phone width");
 }
 
-async function deleteKb(page) {
+/** Near-tied documents that disagree: the page offers the options; picking one answers. */
+async function clarification(page) {
   await createKb(page, "scratch", "临时知识库");
+  await dropFiles(page, [
+    { name: "cloud__members.md", text: "# 管理团队成员\n\n## 转让所有权\n\n工作空间所有者可以将所有权转让给其他成员，需要通过邮箱验证码确认。" },
+    { name: "selfhost__members.md", text: "# 管理团队成员\n\n## 转让所有权\n\n自托管版本中，无法将工作空间所有权转让给其他成员。" },
+    // A third, unrelated document: keyword weights depend on the whole knowledge base.
+    { name: "refund.md", text: "# 售后政策\n\n商品签收之日起七日内，如对商品不满意，可申请无理由退货。退款在审核通过后三个工作日内原路返回。" },
+  ]);
+  await page.locator('#docs-body tr[data-status="ready"]').nth(2).waitFor({ timeout: INGEST_TIMEOUT });
+  await page.getByRole("tab", { name: "问答" }).click();
+  await page.getByLabel("问题").fill("工作空间的所有权可以转让吗？");
+  await page.getByRole("button", { name: "提问", exact: true }).click();
+  await page.locator('#ask-result[data-verdict="clarify"]').waitFor();
+  assert.equal(await page.locator("#ask-verdict").textContent(), "需要澄清");
+  const options = page.locator("#ask-options button");
+  assert.equal(await options.count(), 2);
+  await shoot(page, "08-clarify");
+  const label = await options.filter({ hasText: "selfhost" }).textContent();
+  await options.filter({ hasText: "selfhost" }).click();
+  await page.locator('#ask-result[data-verdict="answer"] #ask-meta', { hasText: label }).waitFor();
+  assert.match(await page.locator("#ask-citations").textContent(), /selfhost__members\.md/);
+  assert.doesNotMatch(await page.locator("#ask-citations").textContent(), /cloud__members\.md/);
+  step("clarification options narrow the answer to one document");
+}
+
+async function deleteKb(page) {
   page.once("dialog", (dialog) => {
     assert.match(dialog.message(), /临时知识库/);
     dialog.accept();
@@ -209,7 +259,7 @@ async function english() {
     await page.getByRole("heading", { name: "lore Knowledge bases" }).waitFor();
     await page.getByRole("tab", { name: "Hit testing" }).waitFor();
     assert.equal(await page.locator("html").getAttribute("lang"), "en");
-    await shoot(page, "09-english");
+    await shoot(page, "12-english");
     assert.deepEqual(unexpectedProblems(problems), [], "console errors in English");
   } finally {
     await close();
@@ -229,9 +279,11 @@ async function main() {
     await failingUpload(page);
     await hitTesting(page);
     await asking(page);
+    await replaceDocument(page);
     await deleteDocument(page);
     await keyboardTabs(page);
     await phoneWidth(page);
+    await clarification(page);
     await deleteKb(page);
     // The unsupported upload's 415 is the only error response the page should have caused.
     assert.deepEqual(unexpectedProblems(problems, [415]), [], "console errors");
