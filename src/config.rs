@@ -26,6 +26,7 @@ const ENV_KEYS: &[&str] = &[
     "search",
     "limits",
     "wechat",
+    "storage",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,6 +51,7 @@ pub struct Config {
     pub llm: LlmConfig,
     pub limits: LimitsConfig,
     pub wechat: WeChatConfig,
+    pub storage: StorageConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -300,6 +302,7 @@ impl Default for Config {
             llm: LlmConfig::default(),
             limits: LimitsConfig::default(),
             wechat: WeChatConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -358,6 +361,57 @@ pub struct WeChatConfig {
     pub ocr_languages: String,
     /// Largest picture downloaded for OCR.
     pub max_image_bytes: usize,
+}
+
+/// Where chunks and their vectors live (`[storage]`). The catalog (document records) stays in
+/// `data_dir` with either backend; `lore migrate` moves a knowledge base between backends.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `embedded` (Qdrant Edge inside lore, under `data_dir`) or `qdrant` (a Qdrant server).
+    pub backend: StorageBackend,
+    pub qdrant: QdrantConfig,
+}
+
+/// The two vector-store backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    #[default]
+    Embedded,
+    Qdrant,
+}
+
+/// A Qdrant server (single node or cluster), reached over gRPC.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QdrantConfig {
+    /// gRPC URL (Qdrant's port 6334); `https://` turns on TLS, checked against the system roots.
+    pub url: String,
+    /// Qdrant's API key (`LORE_STORAGE__QDRANT__API_KEY`); sent on every call, never logged.
+    pub api_key: Option<Secret>,
+    /// Collections are named `{collection_prefix}{kb}`, so deployments can share one server.
+    pub collection_prefix: String,
+    /// Limit of one call, in milliseconds.
+    pub timeout_ms: u64,
+    /// Limit of opening a connection, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// How long a lore instance holds a document's write lease; another instance may take the
+    /// document over after that (a crashed writer must not block it forever).
+    pub lease_ms: u64,
+}
+
+impl Default for QdrantConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:6334".to_owned(),
+            api_key: None,
+            collection_prefix: "lore_".to_owned(),
+            timeout_ms: 30_000,
+            connect_timeout_ms: 5_000,
+            lease_ms: 600_000,
+        }
+    }
 }
 
 impl Default for WeChatConfig {

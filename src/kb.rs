@@ -22,7 +22,7 @@ use crate::ingest::extract::{Format, extract};
 use crate::ingest::queue::{IngestQueue, Job};
 use crate::ingest::split::Splitter;
 use crate::search::{Calibration, Fused, Keywords, MetadataCondition, Ranking, fuse};
-use crate::store::{EmbeddedStore, StoreQuery, StoredChunk, VectorStore};
+use crate::store::{StoreQuery, StoredChunk, VectorStore};
 
 /// Chunks embedded between two progress updates.
 const PROGRESS_STEP: usize = 16;
@@ -110,7 +110,7 @@ impl KnowledgeBase {
         };
         let kbs_root = config.data_dir.join("kbs");
         let catalog = Arc::new(Catalog::open(&kbs_root)?);
-        let store: Arc<dyn VectorStore> = Arc::new(EmbeddedStore::new(&kbs_root));
+        let store = crate::store::open(&config.storage, &kbs_root).await?;
         let splitter = Splitter::new(embedder.tokenizer(), &config.chunking);
         let (queue, jobs) = IngestQueue::new();
         let chat = ChatClient::new(&config.llm)?;
@@ -771,7 +771,7 @@ where
         .map_err(Error::internal)?
 }
 
-fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+pub(crate) fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     use fs4::fs_std::FileExt as _;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;

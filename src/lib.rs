@@ -31,9 +31,11 @@ pub mod ingest;
 pub mod kb;
 /// Prometheus metrics: requests by route, model calls, answers.
 pub mod metrics;
+/// `lore migrate`: copies knowledge bases between the embedded store and a Qdrant server.
+pub mod migrate;
 /// Keyword vectors and score fusion.
 pub mod search;
-/// Chunk storage behind `VectorStore`: the embedded Qdrant Edge engine.
+/// Chunk storage behind `VectorStore`: the embedded Qdrant Edge engine or a Qdrant server.
 pub mod store;
 /// The WeChat official-account front door: signatures, safe mode, the 5-second rule.
 pub mod wechat;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use lore::cli::{self, Backend};
-use lore::config::Config;
+use lore::config::{Config, StorageBackend};
 use lore::kb::KnowledgeBase;
 use tracing_subscriber::EnvFilter;
 
@@ -87,6 +87,19 @@ enum Command {
         #[arg(long)]
         server: Option<String>,
     },
+    /// Copies knowledge bases from the configured store (`storage.backend`) to the other one,
+    /// stored vectors included (no re-embedding); then switch `storage.backend`.
+    Migrate {
+        /// The backend to copy to: `qdrant` (storage.qdrant.*) or `embedded`.
+        #[arg(long, value_parser = parse_backend)]
+        to: StorageBackend,
+        /// Knowledge bases to copy (repeatable); all by default.
+        #[arg(long = "kb")]
+        kbs: Vec<String>,
+        /// Copy into another data directory, catalog included (default: this one).
+        #[arg(long)]
+        to_data_dir: Option<PathBuf>,
+    },
     /// Searches a knowledge base.
     Search {
         kb: String,
@@ -163,6 +176,21 @@ async fn main() -> anyhow::Result<()> {
             let backend = Backend::connect(&config, server.as_deref()).await?;
             cli::ask(&backend, &kb, &question, deadline_ms).await
         }
+        Command::Migrate {
+            to,
+            kbs,
+            to_data_dir,
+        } => {
+            let args = lore::migrate::MigrateArgs {
+                to,
+                kbs,
+                to_data_dir,
+            };
+            for copied in lore::migrate::run(config, args).await? {
+                println!("{}: {} chunks copied", copied.kb, copied.chunks);
+            }
+            Ok(())
+        }
         Command::Search {
             kb,
             query,
@@ -172,6 +200,16 @@ async fn main() -> anyhow::Result<()> {
             let backend = Backend::connect(&config, server.as_deref()).await?;
             cli::search(&backend, &kb, &query, top_k).await
         }
+    }
+}
+
+fn parse_backend(value: &str) -> Result<StorageBackend, String> {
+    match value {
+        "embedded" => Ok(StorageBackend::Embedded),
+        "qdrant" => Ok(StorageBackend::Qdrant),
+        other => Err(format!(
+            "'{other}' is not a backend: use embedded or qdrant"
+        )),
     }
 }
 

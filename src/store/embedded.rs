@@ -21,8 +21,8 @@ use qdrant_edge::{
 use serde_json::json;
 
 use super::{
-    Candidate, DENSE, KEYWORD, SparseVector, StoreQuery, StoredChunk, VectorStore,
-    chunk_from_payload, chunk_payload, cosine, point_id,
+    Candidate, DENSE, ExportPage, ExportedPoint, KEYWORD, SparseVector, StoreQuery, StoredChunk,
+    VectorStore, chunk_from_payload, chunk_payload, cosine, point_id,
 };
 use crate::document::Chunk;
 
@@ -148,6 +148,35 @@ fn to_point(stored: StoredChunk, version: u64) -> PointStructPersisted {
         vector: VectorStructPersisted::Named(vectors),
         payload: Some(payload.into()),
     }
+}
+
+/// A stored point back as the chunk, version and vectors it was stored from.
+fn exported(record: qdrant_edge::Record) -> anyhow::Result<ExportedPoint> {
+    let payload = record
+        .payload
+        .ok_or_else(|| anyhow::anyhow!("stored point {} has no payload", record.id))?;
+    let (chunk, version) = chunk_from_payload(&payload.0)?;
+    let mut named = match record.vector {
+        Some(VectorStructInternal::Named(named)) => named,
+        _ => HashMap::new(),
+    };
+    let dense = match named.remove(DENSE) {
+        Some(VectorInternal::Dense(v)) => v,
+        _ => anyhow::bail!("stored point {} has no dense vector", record.id),
+    };
+    // A chunk without keyword tokens has no sparse vector stored.
+    let keyword = match named.remove(KEYWORD) {
+        Some(VectorInternal::Sparse(v)) => v.into(),
+        _ => SparseVector::default(),
+    };
+    Ok(ExportedPoint {
+        version,
+        stored: StoredChunk {
+            chunk,
+            dense,
+            keyword,
+        },
+    })
 }
 
 fn dense_vector_of(point: &ScoredPoint) -> Option<&[f32]> {
@@ -375,6 +404,65 @@ impl VectorStore for EmbeddedStore {
         }
         chunks.sort_by_key(|c| c.chunk_index);
         Ok(chunks)
+    }
+
+    async fn dimension(&self, kb: &str) -> anyhow::Result<Option<usize>> {
+        if !self.shard_path(kb).join("edge_config.json").exists() {
+            return Ok(None);
+        }
+        let shard = self.shard(kb)?;
+        let size = shard.config().vectors.get(DENSE).map(|params| params.size);
+        Ok(size)
+    }
+
+    async fn export(
+        &self,
+        kb: &str,
+        from: Option<uuid::Uuid>,
+        limit: usize,
+    ) -> anyhow::Result<ExportPage> {
+        let shard = self.shard(kb)?;
+        let (records, next) = tokio::task::spawn_blocking(move || {
+            shard.scroll(ScrollRequest {
+                offset: from.map(PointId::Uuid),
+                limit: Some(limit),
+                with_payload: Some(WithPayloadInterface::Bool(true)),
+                with_vector: WithVector::Bool(true),
+                ..ScrollRequest::new()
+            })
+        })
+        .await??;
+        let points = records
+            .into_iter()
+            .map(exported)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let next = match next {
+            None => None,
+            Some(PointId::Uuid(id)) => Some(id),
+            Some(other) => anyhow::bail!("unexpected point id {other} in '{kb}'"),
+        };
+        Ok(ExportPage { points, next })
+    }
+
+    async fn import(&self, kb: &str, points: Vec<ExportedPoint>) -> anyhow::Result<()> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let shard = self.shard(kb)?;
+        let points: Vec<PointStructPersisted> = points
+            .into_iter()
+            .map(|p| to_point(p.stored, p.version))
+            .collect();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            shard.update(UpdateOperation::PointOperation(
+                PointOperations::UpsertPoints(qdrant_edge::PointInsertOperations::PointsList(
+                    points,
+                )),
+            ))?;
+            shard.flush()?;
+            Ok(())
+        })
+        .await?
     }
 }
 

@@ -11,15 +11,32 @@
 //! Replacing a document writes its new version's chunks first, then deletes every other version.
 //! Readers only accept chunks of the version the catalog names as current, so they see the old
 //! document or the new one, never a mix, even between the two steps or after a crash there.
+//!
+//! The contract is tested once, against every backend, in `tests/api/store.rs`.
 
 pub mod embedded;
+pub mod qdrant;
+
+use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use crate::config::{StorageBackend, StorageConfig};
 use crate::document::Chunk;
 
 pub use embedded::EmbeddedStore;
+pub use qdrant::QdrantStore;
+
+/// The store the configuration names: the embedded engine under `kbs_root`
+/// (`{data_dir}/kbs`), or a Qdrant server (checked to answer before this returns).
+pub async fn open(config: &StorageConfig, kbs_root: &Path) -> anyhow::Result<Arc<dyn VectorStore>> {
+    Ok(match config.backend {
+        StorageBackend::Embedded => Arc::new(EmbeddedStore::new(kbs_root)),
+        StorageBackend::Qdrant => Arc::new(QdrantStore::connect(&config.qdrant).await?),
+    })
+}
 
 /// Name of the dense vector in every collection.
 pub const DENSE: &str = "dense";
@@ -64,6 +81,21 @@ pub struct Candidate {
     pub keyword: Option<f32>,
 }
 
+/// A stored point as it is, for copying a knowledge base between backends without
+/// re-embedding.
+#[derive(Debug, Clone)]
+pub struct ExportedPoint {
+    pub version: u64,
+    pub stored: StoredChunk,
+}
+
+/// One page of an export; `next` is where the next page starts, `None` after the last.
+#[derive(Debug, Clone, Default)]
+pub struct ExportPage {
+    pub points: Vec<ExportedPoint>,
+    pub next: Option<Uuid>,
+}
+
 /// The contract every backend keeps. All methods are safe to call concurrently.
 #[async_trait]
 pub trait VectorStore: Send + Sync + 'static {
@@ -90,6 +122,19 @@ pub trait VectorStore: Send + Sync + 'static {
         document_id: &str,
         version: u64,
     ) -> anyhow::Result<Vec<Chunk>>;
+    /// The dense vector size of a knowledge base's collection; `None` when it has none.
+    async fn dimension(&self, kb: &str) -> anyhow::Result<Option<usize>>;
+    /// Up to `limit` stored chunks of every version, with their vectors, in point-id order,
+    /// starting at `from` (the `next` of the previous page).
+    async fn export(
+        &self,
+        kb: &str,
+        from: Option<Uuid>,
+        limit: usize,
+    ) -> anyhow::Result<ExportPage>;
+    /// Stores exported chunks unchanged (same versions, vectors and point ids), beside what
+    /// is there: the other half of a copy between backends.
+    async fn import(&self, kb: &str, points: Vec<ExportedPoint>) -> anyhow::Result<()>;
 }
 
 /// Point ids are derived, so re-ingesting the same version overwrites instead of duplicating.

@@ -14,5 +14,6 @@ mod observe;
 mod retrieval;
 mod search;
 mod startup;
+mod store;
 mod web;
 mod wechat;

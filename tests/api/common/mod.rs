@@ -1,6 +1,7 @@
 //! `TestServer`: a real lore server on an ephemeral port with its own data directory.
 
 pub mod llm;
+pub mod qdrant_emulator;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
