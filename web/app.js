@@ -338,6 +338,7 @@ async function createKb(event) {
   const name = $("kb-name").value.trim();
   const kb = await api("POST", "/api/kbs", name ? { id, name } : { id });
   $("kb-form").reset();
+  $("kb-new").open = false;
   state.kb = kb.id;
   showBanner(t("kbCreated", { name: kb.name || kb.id }), "ok");
   await loadKbs();
@@ -431,7 +432,7 @@ function documentRow(doc) {
     cell("colUpdated", el("time", { dateTime: doc.updated_at }, formatTime(doc.updated_at))),
     cell("colStatus", statusView(doc)),
     cell("colActions", el("div", { className: "row" },
-      el("button", { type: "button", className: "secondary small", disabled: doc.status !== "ready" && !doc.version, onclick: guarded(() => showChunks(doc)) }, t("view")),
+      el("button", { type: "button", className: "secondary small", "aria-label": `${t("view")} ${doc.name}`, disabled: doc.status !== "ready" && !doc.version, onclick: guarded(() => showChunks(doc)) }, t("view")),
       el("button", { type: "button", className: "secondary small", "aria-label": `${t("replace")} ${doc.name}`, onclick: () => pickReplacement(doc) }, t("replace")),
       el("button", { type: "button", className: "danger small", "aria-label": `${t("remove")} ${doc.name}`, onclick: guarded(() => deleteDocument(doc)) }, t("remove")),
     )),

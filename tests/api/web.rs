@@ -75,7 +75,18 @@ async fn the_page_uploads_watches_tests_retrieval_and_answers_in_a_browser() {
 }
 
 #[tokio::test]
-async fn the_page_asks_for_the_api_key_and_keeps_it() {
-    let server = TestServer::spawn_with(|c| c.api_key = Some(Secret::new(KEY))).await;
-    run_page_test("api-key.mjs", &server, &[("LORE_KEY", KEY)]).await;
+async fn the_page_asks_for_the_api_key_and_explains_refusals() {
+    const UPLOAD_LIMIT: usize = 64 * 1024;
+    let server = TestServer::spawn_with(|c| {
+        c.api_key = Some(Secret::new(KEY));
+        c.limits.max_upload_bytes = UPLOAD_LIMIT;
+    })
+    .await;
+    let limit = UPLOAD_LIMIT.to_string();
+    run_page_test(
+        "api-key.mjs",
+        &server,
+        &[("LORE_KEY", KEY), ("LORE_UPLOAD_LIMIT", &limit)],
+    )
+    .await;
 }

@@ -41,13 +41,22 @@ async function main() {
     await page.locator("#kb-title", { hasText: "secured" }).waitFor();
     step("the right key works");
 
+    // A file over the server's upload limit gets its own message, not a generic failure.
+    await page.setInputFiles("#file-input", {
+      name: "big.md",
+      mimeType: "text/markdown",
+      buffer: Buffer.alloc(Number(process.env.LORE_UPLOAD_LIMIT) * 2, "大"),
+    });
+    await page.locator('.upload[data-name="big.md"][data-status="failed"]', { hasText: "文件太大" }).waitFor();
+    step("413 explained");
+
     await page.reload();
     await page.locator("#kb-title", { hasText: "secured" }).waitFor();
     assert.equal(await page.getByRole("dialog").count(), 0, "no key dialog after a reload");
     step("the key is kept across reloads");
 
-    // The two refusals above are the only error responses the page should have caused.
-    assert.deepEqual(unexpectedProblems(problems, [401]), [], "console errors");
+    // The refusals above are the only error responses the page should have caused.
+    assert.deepEqual(unexpectedProblems(problems, [401, 413]), [], "console errors");
   } catch (err) {
     console.error("problems seen by the browser:", problems);
     throw err;

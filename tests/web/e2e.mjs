@@ -80,6 +80,14 @@ async function uploadAndWatch(page) {
   assert.match(pdfCells[0], /MB/, `size column: ${pdfCells}`);
   assert.ok(Number(pdfCells[1]) > 10, `chunk count column: ${pdfCells}`);
   await shoot(page, "03-ready");
+
+  // A document's chunks, one per list item, as many as the table says.
+  const chunkCount = Number((await docRow(page, MD_NAME).locator("td").allTextContents())[1]);
+  await page.getByRole("button", { name: `查看片段 ${MD_NAME}` }).click();
+  const chunks = page.locator("#chunk-dialog[open] .chunk");
+  await chunks.first().waitFor();
+  assert.equal(await chunks.count(), chunkCount);
+  await page.keyboard.press("Escape");
   step("both documents ready");
 }
 
