@@ -253,6 +253,8 @@ function openKeyDialog() {
   const dialog = $("key-dialog");
   if (dialog.open) return;
   $("key-input").value = localStorage.getItem(KEY_STORAGE) ?? "";
+  // Escape closes without a value and would leave the previous choice in place.
+  dialog.returnValue = "";
   dialog.showModal();
 }
 
@@ -283,10 +285,19 @@ const state = {
 async function loadKbs() {
   const { kbs } = await api("GET", "/api/kbs");
   state.kbs = kbs;
-  const wanted = state.kb ?? decodeURIComponent(location.hash.replace(/^#kb=/, ""));
+  const wanted = state.kb ?? kbInAddress();
   const chosen = kbs.find((kb) => kb.id === wanted) ? wanted : kbs[0]?.id ?? null;
   renderKbList();
   await selectKb(chosen);
+}
+
+/** The knowledge base named in the address (`#kb=faq`), so a reload or a link keeps it. */
+function kbInAddress() {
+  try {
+    return decodeURIComponent(location.hash.replace(/^#kb=/, ""));
+  } catch {
+    return ""; // a hand-edited address that is not valid percent-encoding
+  }
 }
 
 function renderKbList() {
