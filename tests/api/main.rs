@@ -15,5 +15,7 @@ mod retrieval;
 mod search;
 mod startup;
 mod store;
+mod store_compose;
+mod store_migrate;
 mod web;
 mod wechat;
