@@ -41,10 +41,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The admin API key (`LORE_API_KEY`). Without one, lore only listens on loopback.
     pub api_key: Option<Secret>,
-    pub embedding: EmbeddingConfig,
     /// More keys, each with a role and optionally limited to some knowledge bases
     /// (`[[keys]]` in lore.toml).
     pub keys: Vec<KeyConfig>,
+    pub embedding: EmbeddingConfig,
     pub chunking: ChunkingConfig,
     pub search: SearchConfig,
     pub answer: AnswerConfig,
@@ -222,8 +222,6 @@ pub struct LimitsConfig {
     /// Longest extracted document text, in characters (about 2,000 pages of Chinese); longer
     /// documents fail with `payload_too_large` instead of tying up ingestion for hours.
     pub max_document_chars: usize,
-}
-
     /// Requests per minute per API key on the REST and OpenAI front doors (0: unlimited).
     /// Dify and WeChat are exempt: they retry what is refused, which only adds load.
     pub requests_per_minute: u32,
@@ -255,6 +253,8 @@ pub enum Role {
     Read,
     /// Everything.
     Admin,
+}
+
 /// A secret string (API key) that never shows in `Debug` output or logs.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -294,9 +294,9 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             api_key: None,
+            keys: Vec::new(),
             embedding: EmbeddingConfig::default(),
             chunking: ChunkingConfig::default(),
-            keys: Vec::new(),
             search: SearchConfig::default(),
             answer: AnswerConfig::default(),
             llm: LlmConfig::default(),
@@ -436,6 +436,8 @@ impl Default for LimitsConfig {
             max_upload_bytes: 100 * 1024 * 1024,
             max_query_chars: 2000,
             max_document_chars: 2_000_000,
+            requests_per_minute: 600,
+            burst: 60,
         }
     }
 }
@@ -490,8 +492,6 @@ impl Config {
             "search.default_top_k must be at least 1"
         );
         anyhow::ensure!(
-            requests_per_minute: 600,
-            burst: 60,
             self.search.default_top_k <= self.search.max_top_k,
             "search.default_top_k must not exceed search.max_top_k"
         );
@@ -500,6 +500,20 @@ impl Config {
                 key.expose().len() >= 16,
                 "api_key must be at least 16 characters"
             );
+        }
+        for key in &self.keys {
+            let name = &key.name;
+            match (&key.key, &key.key_sha256) {
+                (Some(k), None) => anyhow::ensure!(
+                    k.expose().len() >= 16,
+                    "key {name}: keys must be at least 16 characters"
+                ),
+                (None, Some(hash)) => anyhow::ensure!(
+                    hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+                    "key {name}: key_sha256 must be 64 hex digits"
+                ),
+                _ => anyhow::bail!("key {name}: set exactly one of key and key_sha256"),
+            }
         }
         Ok(())
     }
@@ -555,20 +569,6 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_rejected() {
-        for key in &self.keys {
-            let name = &key.name;
-            match (&key.key, &key.key_sha256) {
-                (Some(k), None) => anyhow::ensure!(
-                    k.expose().len() >= 16,
-                    "key {name}: keys must be at least 16 characters"
-                ),
-                (None, Some(hash)) => anyhow::ensure!(
-                    hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()),
-                    "key {name}: key_sha256 must be 64 hex digits"
-                ),
-                _ => anyhow::bail!("key {name}: set exactly one of key and key_sha256"),
-            }
-        }
         Jail::expect_with(|jail| {
             jail.create_file("lore.toml", "[chunking]\nsize_token = 200\n")?;
             let err = Config::load(None).unwrap_err().to_string();
