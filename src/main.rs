@@ -118,6 +118,8 @@ async fn main() -> anyhow::Result<()> {
             EnvFilter::try_from_env("LORE_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: log files and collectors get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let mut config = Config::load(cli.config.as_deref())?;

@@ -4,6 +4,7 @@
 mod answer;
 mod auth;
 mod common;
+mod crash;
 mod dify;
 mod documents;
 mod errors;
