@@ -10,6 +10,7 @@ mod documents;
 mod errors;
 mod formats;
 mod kbs;
+mod load;
 mod model;
 mod observe;
 mod retrieval;
