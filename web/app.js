@@ -43,6 +43,39 @@ const STRINGS = {
     errNetwork: "无法连接服务器，请检查网络后重试。",
     errOther: "操作失败（{code}）：{message}",
     keySaved: "已保存密钥。", keyCleared: "已清除密钥。",
+    tabWechat: "微信公众号", loading: "加载中…", wechatAccount: "公众号连接", wechatState: "状态",
+    wechatConnected: "已连接", wechatNotConnected: "未连接", wechatUrl: "服务器地址 (URL)",
+    copy: "复制", copyUrl: "复制服务器地址", copyToken: "复制 Token", copyKey: "复制 EncodingAESKey",
+    copied: "已复制。", copyFailed: "无法自动复制，请选中后手动复制。",
+    wechatPortNote: "微信只能访问公网上 80 端口（HTTP）或 443 端口（HTTPS）的地址：如果本页不是从那样的地址打开的，请把主机和端口换成对外的地址。",
+    appId: "AppID", safeMode: "安全模式", customerService: "客服消息", welcome: "欢迎语",
+    safeModeOn: "开启（消息加密）", safeModeOff: "关闭（明文）",
+    customerServiceOn: "开启（超时的回答以客服消息补发）", customerServiceOff: "关闭",
+    defaultWelcome: "（默认欢迎语）", disconnect: "断开连接",
+    wechatConnect: "连接公众号", wechatUpdate: "修改配置",
+    wechatReplaceNote: "每次保存都会替换整个配置。已保存的 Token 和密钥不会显示出来，所以每次保存都要重新填写；EncodingAESKey 或 AppSecret 留空，即关闭安全模式或客服消息。",
+    tokenLabel: "Token（3–32 位字母或数字，与微信公众平台填写的一致）", generate: "生成",
+    generateToken: "生成 Token", generateKey: "生成 EncodingAESKey",
+    appIdLabel: "AppID（开发者 ID）", aesKeyLabel: "EncodingAESKey（可选，43 位；填写即为安全模式）",
+    appSecretLabel: "AppSecret（可选）",
+    appSecretHint: "只适用于有客服消息权限的公众号（一般为已认证的服务号）：5 秒内来不及的回答会以客服消息补发。没有这个权限就留空。",
+    welcomeLabel: "关注后的欢迎语（可选，留空用默认欢迎语）", connect: "连接",
+    wechatHelp: "接入步骤",
+    wechatStep1: "让微信能从公网访问本服务：HTTPS 用 443 端口，HTTP 用 80 端口（微信只接受这两个端口）。",
+    wechatStep2: "登录微信公众平台，打开“设置与开发 → 基本配置 → 服务器配置”：记下 AppID；Token 自拟或在本页生成；要用安全模式就生成一个 EncodingAESKey（在平台上或在本页生成都可以）。",
+    wechatStep3: "在本页填写 Token、AppID 和 EncodingAESKey 并保存。",
+    wechatStep4: "回到服务器配置：服务器地址 (URL) 填上面的地址，Token 和 EncodingAESKey 与本页相同，消息加解密方式选明文、兼容或安全模式，提交（微信会校验一次），然后点“启用”。",
+    wechatStep5: "在“接口权限”中开启“接收语音识别结果”，语音消息才会带上识别出的文字。",
+    wechatSaved: "已保存公众号配置。请在微信公众平台填写相同的服务器地址、Token 和 EncodingAESKey。",
+    wechatDisconnected: "已断开公众号连接。",
+    confirmDisconnect: "确定断开知识库“{name}”与公众号 {app_id} 的连接吗？断开后该公众号的消息将不再回答。",
+    confirmTurnOff: "当前配置中的以下功能将被关闭：{what}。已保存的密钥不会显示，需要保留就请重新填写。继续保存吗？",
+    turnOffSafeMode: "安全模式（未填写 EncodingAESKey）", turnOffCustomerService: "客服消息（未填写 AppSecret）",
+    listSeparator: "、",
+    errToken: "Token 须为 3–32 位字母或数字，与微信公众平台服务器配置中填写的一致。",
+    errAppId: "请填写 AppID（微信公众平台“基本配置”中的开发者 ID）。",
+    errAesKey: "EncodingAESKey 须为 43 位字母或数字（可以点“生成”）。",
+    errInvalid: "配置无效：{message}",
   },
   en: {
     skip: "Skip to main content", title: "Knowledge bases", apiKey: "API key", close: "Close",
@@ -80,6 +113,39 @@ const STRINGS = {
     errNetwork: "The server cannot be reached. Check the connection and try again.",
     errOther: "Failed ({code}): {message}",
     keySaved: "Key saved.", keyCleared: "Key cleared.",
+    tabWechat: "WeChat", loading: "Loading…", wechatAccount: "Official account", wechatState: "Status",
+    wechatConnected: "Connected", wechatNotConnected: "Not connected", wechatUrl: "Server URL",
+    copy: "Copy", copyUrl: "Copy server URL", copyToken: "Copy Token", copyKey: "Copy EncodingAESKey",
+    copied: "Copied.", copyFailed: "Could not copy: select the text and copy it by hand.",
+    wechatPortNote: "WeChat only calls public addresses on port 80 (HTTP) or 443 (HTTPS): if this page was not opened at such an address, use the public host and port instead.",
+    appId: "AppID", safeMode: "Safe mode", customerService: "Customer-service messages", welcome: "Welcome message",
+    safeModeOn: "On (messages encrypted)", safeModeOff: "Off (plain text)",
+    customerServiceOn: "On (late answers follow as customer-service messages)", customerServiceOff: "Off",
+    defaultWelcome: "(the default greeting)", disconnect: "Disconnect",
+    wechatConnect: "Connect an official account", wechatUpdate: "Change the settings",
+    wechatReplaceNote: "Each save replaces all the settings. Stored Token and keys are never shown, so enter them again on every save; an empty EncodingAESKey or AppSecret turns safe mode or customer-service messages off.",
+    tokenLabel: "Token (3–32 letters or digits, the same as on the WeChat platform)", generate: "Generate",
+    generateToken: "Generate Token", generateKey: "Generate EncodingAESKey",
+    appIdLabel: "AppID (developer ID)", aesKeyLabel: "EncodingAESKey (optional, 43 characters; turns on safe mode)",
+    appSecretLabel: "AppSecret (optional)",
+    appSecretHint: "Only for accounts allowed to send customer-service messages (usually verified service accounts): answers that miss WeChat's 5 seconds are then sent that way. Leave it empty otherwise.",
+    welcomeLabel: "Welcome message for new followers (optional; empty for the default)", connect: "Connect",
+    wechatHelp: "How to connect",
+    wechatStep1: "Make this server reachable from the internet: HTTPS on port 443 or HTTP on port 80 (WeChat accepts only those ports).",
+    wechatStep2: "In the WeChat Official Accounts Platform (微信公众平台), open 设置与开发 → 基本配置 → 服务器配置 (server settings): note the AppID; make up a Token or generate one here; for safe mode, generate an EncodingAESKey (there or here).",
+    wechatStep3: "Enter the Token, AppID and EncodingAESKey here and save.",
+    wechatStep4: "Back in the server settings: Server URL (服务器地址) is the address above, Token and EncodingAESKey the same as here, message encryption plain, compatible or safe; submit (WeChat checks it once), then enable (启用).",
+    wechatStep5: "Under interface permissions (接口权限), turn on 接收语音识别结果 so voice messages arrive with their recognised text.",
+    wechatSaved: "Settings saved. Enter the same server URL, Token and EncodingAESKey on the WeChat platform.",
+    wechatDisconnected: "The official account is disconnected.",
+    confirmDisconnect: "Disconnect the knowledge base “{name}” from the official account {app_id}? Its messages will no longer be answered.",
+    confirmTurnOff: "This turns off: {what}. Stored keys are never shown; enter them again to keep them. Save anyway?",
+    turnOffSafeMode: "safe mode (no EncodingAESKey)", turnOffCustomerService: "customer-service messages (no AppSecret)",
+    listSeparator: ", ",
+    errToken: "The Token must be 3 to 32 letters or digits, the same as in WeChat's server settings.",
+    errAppId: "Enter the AppID (the developer ID under 基本配置 on the WeChat platform).",
+    errAesKey: "The EncodingAESKey must be 43 letters or digits (use Generate).",
+    errInvalid: "Invalid settings: {message}",
   },
 };
 
@@ -329,6 +395,7 @@ async function selectKb(id) {
   $("search-results").replaceChildren();
   $("search-status").textContent = "";
   $("ask-result").hidden = true;
+  resetWechat();
   renderKbList();
   const kb = state.kbs.find((k) => k.id === id);
   $("kb-view").hidden = !kb;
@@ -340,6 +407,7 @@ async function selectKb(id) {
   history.replaceState(null, "", `#kb=${encodeURIComponent(kb.id)}`);
   $("kb-title").textContent = kb.name || kb.id;
   $("kb-description").textContent = kb.description || (kb.name && kb.name !== kb.id ? kb.id : "");
+  if (wechatTabSelected()) guarded(loadWechat)();
   await refreshDocuments();
 }
 
@@ -381,6 +449,8 @@ function selectTab(tab) {
     other.tabIndex = selected ? 0 : -1;
     $(other.getAttribute("aria-controls")).hidden = !selected;
   }
+  // The WeChat settings are fetched when the tab is opened, not with every knowledge base.
+  if (tab.id === "tab-wechat") guarded(loadWechat)();
 }
 
 function onTabKey(event) {
@@ -902,6 +972,204 @@ function answerNodes(text, citations) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The WeChat official account of the selected knowledge base. The server never returns the
+// secrets (Token, EncodingAESKey, AppSecret), so the form never shows stored ones: each save
+// sends the whole account again.
+
+// { kb, view }: the view is GET /api/kbs/{kb}/wechat's answer, null until it has arrived.
+const wechat = { kb: null, view: null };
+
+const ALPHANUMERIC = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/** `length` random letters and digits, uniformly (bytes past the last whole 62 are skipped). */
+function randomAlphanumeric(length) {
+  const limit = 256 - (256 % ALPHANUMERIC.length);
+  let out = "";
+  while (out.length < length) {
+    for (const byte of crypto.getRandomValues(new Uint8Array(length * 2))) {
+      if (byte < limit && out.length < length) out += ALPHANUMERIC[byte % ALPHANUMERIC.length];
+    }
+  }
+  return out;
+}
+
+/** The settings form's fields, by the API's names. */
+const WECHAT_FIELDS = {
+  token: "wechat-token",
+  app_id: "wechat-app-id-input",
+  encoding_aes_key: "wechat-aes-key",
+  app_secret: "wechat-app-secret",
+  welcome: "wechat-welcome-input",
+};
+
+function wechatTabSelected() {
+  return $("tab-wechat").getAttribute("aria-selected") === "true";
+}
+
+/** Forgets the previous knowledge base's account, typed secrets included. */
+function resetWechat() {
+  wechat.kb = null;
+  wechat.view = null;
+  $("wechat-form").reset();
+  clearWechatError();
+  $("wechat-loading").hidden = false;
+  $("wechat-facts").hidden = true;
+  $("wechat-disconnect").hidden = true;
+}
+
+async function loadWechat() {
+  const kb = state.kb;
+  if (!kb) return;
+  const view = await api("GET", `${kbPath(kb)}/wechat`);
+  if (kb !== state.kb) return; // the user moved on while this was in flight
+  // The form is filled in once per knowledge base: coming back to the tab keeps what was typed.
+  const fresh = wechat.kb !== kb;
+  if (fresh) {
+    $("wechat-form").reset();
+    clearWechatError();
+  }
+  wechat.kb = kb;
+  showWechat(view, fresh);
+}
+
+/** The account's public view; with `fill`, its AppID and welcome text (not secrets) go into the
+ *  form too. */
+function showWechat(view, fill) {
+  wechat.view = view;
+  const connected = Boolean(view.configured);
+  $("wechat-loading").hidden = true;
+  $("wechat-facts").hidden = false;
+  $("wechat-facts").dataset.connected = String(connected);
+  $("wechat-state").textContent = t(connected ? "wechatConnected" : "wechatNotConnected");
+  $("wechat-state").className = `badge ${connected ? "badge-ok" : ""}`;
+  $("wechat-url").textContent = `${location.origin}${view.server_path}`;
+  $("wechat-port-note").hidden = reachableByWechat(location);
+  for (const node of document.querySelectorAll("#wechat-facts .when-connected")) node.hidden = !connected;
+  $("wechat-disconnect").hidden = !connected;
+  $("wechat-form-heading").textContent = t(connected ? "wechatUpdate" : "wechatConnect");
+  $("wechat-save").textContent = t(connected ? "save" : "connect");
+  if (!connected) return;
+  $("wechat-app-id").textContent = view.app_id;
+  $("wechat-safe-mode").textContent = t(view.safe_mode ? "safeModeOn" : "safeModeOff");
+  $("wechat-safe-mode").dataset.on = String(view.safe_mode);
+  $("wechat-customer-service").textContent = t(view.customer_service ? "customerServiceOn" : "customerServiceOff");
+  $("wechat-customer-service").dataset.on = String(view.customer_service);
+  $("wechat-welcome").textContent = view.welcome ?? t("defaultWelcome");
+  if (!fill) return;
+  $(WECHAT_FIELDS.app_id).value = view.app_id;
+  $(WECHAT_FIELDS.welcome).value = view.welcome ?? "";
+}
+
+/** Whether WeChat could call this address as it is: a public host on port 80 or 443. */
+function reachableByWechat({ hostname, port }) {
+  const local = /^(localhost|127\.|10\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.|\[?::1\]?$)/.test(hostname);
+  return !local && (port === "" || port === "80" || port === "443");
+}
+
+async function saveWechat(event) {
+  event.preventDefault();
+  clearWechatError();
+  const value = (name) => $(WECHAT_FIELDS[name]).value.trim();
+  const body = { token: value("token"), app_id: value("app_id") };
+  for (const name of ["encoding_aes_key", "app_secret", "welcome"]) {
+    if (value(name)) body[name] = name === "welcome" ? $(WECHAT_FIELDS.welcome).value : value(name);
+  }
+  // Saving replaces the account: say so before an empty key silently turns a feature off.
+  const current = wechat.view;
+  const turnedOff = [];
+  if (current?.safe_mode && !body.encoding_aes_key) turnedOff.push(t("turnOffSafeMode"));
+  if (current?.customer_service && !body.app_secret) turnedOff.push(t("turnOffCustomerService"));
+  if (turnedOff.length && !confirm(t("confirmTurnOff", { what: turnedOff.join(t("listSeparator")) }))) return;
+  const kb = state.kb;
+  const submit = $("wechat-save");
+  submit.disabled = true;
+  try {
+    const view = await api("PUT", `${kbPath(kb)}/wechat`, body);
+    if (kb !== state.kb) return;
+    // The AppSecret is not needed again; Token and key stay so they can be copied into WeChat.
+    $(WECHAT_FIELDS.app_secret).value = "";
+    showWechat(view, true);
+    showBanner(t("wechatSaved"), "ok");
+  } catch (err) {
+    if (!(err instanceof ApiError) || err.status !== 400) throw err;
+    showWechatError(err.message);
+  } finally {
+    submit.disabled = false;
+  }
+}
+
+/** The server's validation message, in the page's words where it is a known one, next to the
+ *  form; the field it is about is marked invalid and focused. */
+function showWechatError(message) {
+  const lower = message.toLowerCase();
+  const [field, key] = lower.includes("encodingaeskey") ? ["encoding_aes_key", "errAesKey"]
+    : lower.startsWith("token") ? ["token", "errToken"]
+    : lower.includes("app_id") ? ["app_id", "errAppId"]
+    : [null, null];
+  $("wechat-error").textContent = key ? t(key) : t("errInvalid", { message });
+  $("wechat-error").hidden = false;
+  if (field) {
+    $(WECHAT_FIELDS[field]).setAttribute("aria-invalid", "true");
+    $(WECHAT_FIELDS[field]).focus();
+  }
+}
+
+function clearWechatError() {
+  $("wechat-error").hidden = true;
+  $("wechat-error").textContent = "";
+  for (const id of Object.values(WECHAT_FIELDS)) $(id).removeAttribute("aria-invalid");
+}
+
+async function disconnectWechat() {
+  const kb = state.kbs.find((k) => k.id === state.kb);
+  if (!kb || !wechat.view?.configured) return;
+  if (!confirm(t("confirmDisconnect", { name: kb.name || kb.id, app_id: wechat.view.app_id }))) return;
+  await api("DELETE", `${kbPath(kb.id)}/wechat`);
+  showBanner(t("wechatDisconnected"), "ok");
+  $("wechat-form").reset();
+  clearWechatError();
+  await loadWechat();
+  $("wechat-token").focus();
+}
+
+/** Copies a field's or element's text: the Clipboard API where the browser allows it (https,
+ *  localhost), else by selecting it and the old copy command. */
+async function copyField(button) {
+  const node = $(button.dataset.copy);
+  const text = node instanceof HTMLInputElement ? node.value : node.textContent;
+  if (!text) return;
+  let copied = false;
+  try {
+    await navigator.clipboard.writeText(text);
+    copied = true;
+  } catch {
+    if (node instanceof HTMLInputElement) node.select();
+    else window.getSelection().selectAllChildren(node);
+    copied = document.execCommand("copy");
+  }
+  showBanner(t(copied ? "copied" : "copyFailed"), copied ? "ok" : "error");
+}
+
+function setUpWechat() {
+  $("wechat-form").addEventListener("submit", guarded(saveWechat));
+  $("wechat-disconnect").addEventListener("click", guarded(disconnectWechat));
+  for (const button of document.querySelectorAll("[data-generate]")) {
+    button.addEventListener("click", () => {
+      const input = $(button.dataset.generate);
+      input.value = randomAlphanumeric(Number(button.dataset.length));
+      input.removeAttribute("aria-invalid");
+    });
+  }
+  // A corrected field loses its mark; the message stays until the next save.
+  for (const id of Object.values(WECHAT_FIELDS)) {
+    $(id).addEventListener("input", () => $(id).removeAttribute("aria-invalid"));
+  }
+  for (const button of document.querySelectorAll("[data-copy]")) {
+    button.addEventListener("click", guarded(() => copyField(button)));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Start.
 
 function wireEvents() {
@@ -922,6 +1190,7 @@ function wireEvents() {
   });
   $("ask-form").addEventListener("submit", guarded(ask));
   setUpDropzone();
+  setUpWechat();
 }
 
 translatePage();
