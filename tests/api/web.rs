@@ -90,3 +90,9 @@ async fn the_page_asks_for_the_api_key_and_explains_refusals() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_page_connects_a_wechat_account_without_showing_its_secrets() {
+    let server = TestServer::spawn_with(|c| c.api_key = Some(Secret::new(KEY))).await;
+    run_page_test("wechat.mjs", &server, &[("LORE_KEY", KEY)]).await;
+}
