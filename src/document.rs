@@ -5,12 +5,13 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// User metadata: flat keys to JSON values, returned with every chunk and usable in filters.
 pub type Metadata = serde_json::Map<String, serde_json::Value>;
 
 /// A knowledge base as clients see it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct KbInfo {
     pub id: String,
     pub name: String,
@@ -19,7 +20,7 @@ pub struct KbInfo {
 }
 
 /// Where a document is in its ingestion.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DocumentStatus {
     Queued,
@@ -29,7 +30,7 @@ pub enum DocumentStatus {
 }
 
 /// A document's record in the catalog.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct DocumentRecord {
     /// Stable id, derived from the knowledge base and file name unless given explicitly.
     pub id: String,
@@ -45,6 +46,7 @@ pub struct DocumentRecord {
     pub chunk_count: usize,
     /// Progress while processing: chunks embedded and stored so far.
     pub chunks_done: usize,
+    #[schema(value_type = Object)]
     pub metadata: Metadata,
     /// The version whose chunks search serves; 0 before the first successful ingestion.
     /// Chunks of any other version are invisible, which makes replacement atomic.
@@ -56,7 +58,7 @@ pub struct DocumentRecord {
 }
 
 /// A span of a document, with what it needs to be shown and cited on its own.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct Chunk {
     pub document_id: String,
     pub document_name: String,
@@ -66,6 +68,7 @@ pub struct Chunk {
     /// Headings above the chunk, outermost first.
     pub heading_path: Vec<String>,
     pub text: String,
+    #[schema(value_type = Object)]
     pub metadata: Metadata,
 }
 
@@ -77,7 +80,7 @@ pub struct Hit {
 }
 
 /// A passage an answer rests on, numbered as in the answer's `[n]` marks.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct Citation {
     pub document_id: String,
     pub document_name: String,

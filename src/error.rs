@@ -6,8 +6,11 @@
 
 use std::fmt;
 
-/// Every error code a client can receive. Adding one is a deliberate API change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+/// Every error code a client can receive. Adding one is a deliberate API change (the OpenAPI
+/// document lists them as an enum, so clients generated from it learn of it too).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     InvalidRequest,

@@ -28,9 +28,11 @@ use crate::store::{StoreQuery, StoredChunk, VectorStore};
 const PROGRESS_STEP: usize = 16;
 
 /// A request to create a knowledge base.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKb {
+    /// 1 to 64 of a-z, 0-9, `_` and `-`: it names folders and appears in URLs.
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$", example = "faq")]
     pub id: String,
     pub name: Option<String>,
     pub description: Option<String>,

@@ -14,10 +14,12 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use super::guard::{Guard, bearer};
+use super::openapi::MetadataConditionDoc;
 use crate::auth::Principal;
 use crate::error::{Error, ErrorCode};
 use crate::kb::{KnowledgeBase, SearchRequest};
@@ -37,30 +39,62 @@ const KNOWLEDGE_NOT_FOUND: u16 = 2001;
 const INVALID_REQUEST: u16 = 400;
 const INTERNAL: u16 = 500;
 
-fn dify_error(status: StatusCode, code: u16, message: impl Into<String>) -> Response {
-    (
-        status,
-        axum::Json(json!({ "error_code": code, "error_msg": message.into() })),
-    )
-        .into_response()
+/// Dify's error body.
+#[derive(Serialize, ToSchema)]
+pub struct DifyError {
+    /// 1001 bad Authorization header, 1002 missing or wrong key, 2001 no such knowledge base,
+    /// 400 unreadable request, 500 lore's fault.
+    error_code: u16,
+    error_msg: String,
 }
 
-#[derive(Deserialize)]
-struct RetrievalRequest {
+fn dify_error(status: StatusCode, code: u16, message: impl Into<String>) -> Response {
+    let body = DifyError {
+        error_code: code,
+        error_msg: message.into(),
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RetrievalRequest {
+    /// The lore knowledge base id (Dify's "External Knowledge ID").
+    #[schema(example = "faq")]
     knowledge_id: String,
+    #[schema(min_length = 1)]
     query: String,
     #[serde(default)]
     retrieval_setting: Option<RetrievalSetting>,
     #[serde(default)]
+    #[schema(value_type = Option<MetadataConditionDoc>)]
     metadata_condition: Option<MetadataCondition>,
 }
 
-#[derive(Deserialize, Default)]
-struct RetrievalSetting {
+/// Dify's Top K and score threshold; out-of-range values are clamped, not refused.
+#[derive(Deserialize, Default, ToSchema)]
+pub struct RetrievalSetting {
     #[serde(default)]
     top_k: Option<usize>,
     #[serde(default)]
     score_threshold: Option<f32>,
+}
+
+/// Dify's records; nothing found is an empty list, never an error.
+#[derive(Serialize, ToSchema)]
+pub struct Records {
+    records: Vec<DifyRecord>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DifyRecord {
+    content: String,
+    /// lore's calibrated relevance in [0, 1].
+    score: f32,
+    /// The file name.
+    title: String,
+    /// `document_id`, `document_name`, `chunk_index` and the document's own metadata.
+    #[schema(value_type = Object)]
+    metadata: Map<String, Value>,
 }
 
 /// Why a request was not let in: Dify's error code and message (always HTTP 403).
@@ -89,6 +123,16 @@ fn caller(headers: &HeaderMap, guard: &Guard) -> Result<Principal, Denied> {
         .ok_or((AUTH_FAILED, "Authorization failed".to_owned()))
 }
 
+#[utoipa::path(post, path = "/dify/retrieval", tag = "dify", request_body = RetrievalRequest,
+    responses(
+        (status = 200, description = "Records, best first (possibly none)", body = Records),
+        (status = 400, description = "No body or an unreadable one (error_code 400)",
+            body = DifyError),
+        (status = 403, description = "Bad Authorization header (1001), missing or wrong key \
+            (1002), or a key not allowed this knowledge base (1002)", body = DifyError),
+        (status = 404, description = "No such knowledge base (2001)", body = DifyError),
+        (status = 500, description = "lore's fault, logged (500)", body = DifyError),
+    ))]
 async fn retrieval(
     State(service): State<Arc<KnowledgeBase>>,
     Extension(guard): Extension<Arc<Guard>>,
@@ -135,7 +179,7 @@ async fn retrieval(
     };
     match service.search(&request.knowledge_id, search).await {
         Ok(hits) => {
-            let records: Vec<Value> = hits
+            let records = hits
                 .into_iter()
                 .map(|hit| {
                     let chunk = hit.chunk;
@@ -143,11 +187,15 @@ async fn retrieval(
                     metadata.insert("document_id".into(), chunk.document_id.into());
                     metadata.insert("document_name".into(), chunk.document_name.clone().into());
                     metadata.insert("chunk_index".into(), chunk.chunk_index.into());
-                    json!({ "content": chunk.text, "score": hit.score, "title": chunk.document_name,
-                            "metadata": metadata })
+                    DifyRecord {
+                        content: chunk.text,
+                        score: hit.score,
+                        title: chunk.document_name,
+                        metadata,
+                    }
                 })
                 .collect();
-            axum::Json(json!({ "records": records })).into_response()
+            axum::Json(Records { records }).into_response()
         }
         Err(err) => error_response(&err),
     }

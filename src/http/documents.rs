@@ -3,15 +3,16 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::multipart::MultipartError;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::extract::multipart::{MultipartError, MultipartRejection};
+use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::ToSchema;
 
-use super::error::{ApiError, Json};
-use crate::document::{DocumentRecord, Metadata};
+use super::error::{ApiError, ErrorBody, Json, Path};
+use crate::document::{Chunk, DocumentRecord, Metadata};
 use crate::error::ErrorCode;
 use crate::kb::{KnowledgeBase, Upload, UploadOutcome};
 
@@ -28,20 +29,66 @@ pub fn router(max_upload_bytes: usize) -> Router<Arc<KnowledgeBase>> {
 }
 
 /// A document as clients see it; `error_code` says why an upload was refused.
-#[derive(Serialize)]
-struct DocumentView {
+#[derive(Serialize, ToSchema)]
+pub struct DocumentView {
     #[serde(flatten)]
     record: DocumentRecord,
     #[serde(skip_serializing_if = "Option::is_none")]
     error_code: Option<ErrorCode>,
 }
 
+/// What became of each file of an upload, in the order sent.
+#[derive(Serialize, ToSchema)]
+pub struct Uploaded {
+    documents: Vec<DocumentView>,
+}
+
+/// The documents of a knowledge base, with their ingestion status.
+#[derive(Serialize, ToSchema)]
+pub struct DocumentList {
+    documents: Vec<DocumentRecord>,
+}
+
+/// The chunks of the version of a document that search serves, in order.
+#[derive(Serialize, ToSchema)]
+pub struct ChunkList {
+    chunks: Vec<Chunk>,
+}
+
+/// The multipart form of an upload (describes the wire format; read by `read_multipart`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// One or more files; the file name identifies the document within the knowledge base.
+    #[schema(value_type = Vec<String>, format = Binary)]
+    file: Vec<Vec<u8>>,
+    /// A flat JSON object (string, number, boolean or null values) applied to every file.
+    #[schema(example = r#"{"region":"华东","year":2026}"#)]
+    metadata: Option<String>,
+}
+
+/// Accepts files for ingestion in the background; each file is judged alone.
+#[utoipa::path(post, path = "/api/kbs/{kb}/documents", tag = "documents",
+    params(("kb" = String, Path)),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 202, description = "At least one file was accepted; refused ones are listed as \
+            failed with error_code", body = Uploaded),
+        (status = 400, description = "No file part, malformed form or metadata, or every file \
+            was empty: invalid_request, invalid_json, empty_file", body = ErrorBody),
+        (status = 404, description = "No such knowledge base: kb_not_found", body = ErrorBody),
+        (status = 413, description = "Larger than limits.max_upload_bytes: payload_too_large",
+            body = ErrorBody),
+        (status = 415, description = "Every file was of an unsupported type: unsupported_format",
+            body = ErrorBody),
+    ))]
 async fn upload(
     State(service): State<Arc<KnowledgeBase>>,
     Path(kb): Path<String>,
-    multipart: Multipart,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
     service.kb(&kb)?;
+    let multipart = multipart?;
     let (files, metadata) = read_multipart(multipart).await?;
     if files.is_empty() {
         return Err(ApiError::new(
@@ -60,10 +107,7 @@ async fn upload(
             error_code: o.error_code,
         })
         .collect();
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "documents": documents })),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(Uploaded { documents })))
 }
 
 /// When no file was accepted, the request fails with the first file's error.
@@ -141,13 +185,27 @@ fn multipart_error(err: MultipartError) -> ApiError {
     }
 }
 
+#[utoipa::path(get, path = "/api/kbs/{kb}/documents", tag = "documents",
+    params(("kb" = String, Path)),
+    responses(
+        (status = 200, description = "Every document, with its status", body = DocumentList),
+        (status = 404, description = "No such knowledge base: kb_not_found", body = ErrorBody),
+    ))]
 async fn list(
     State(service): State<Arc<KnowledgeBase>>,
     Path(kb): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "documents": service.documents(&kb)? })))
+) -> Result<Json<DocumentList>, ApiError> {
+    Ok(Json(DocumentList {
+        documents: service.documents(&kb)?,
+    }))
 }
 
+#[utoipa::path(get, path = "/api/kbs/{kb}/documents/{doc}", tag = "documents",
+    params(("kb" = String, Path), ("doc" = String, Path, description = "The document id")),
+    responses(
+        (status = 200, description = "The document", body = DocumentRecord),
+        (status = 404, description = "kb_not_found or document_not_found", body = ErrorBody),
+    ))]
 async fn show(
     State(service): State<Arc<KnowledgeBase>>,
     Path((kb, doc)): Path<(String, String)>,
@@ -155,15 +213,29 @@ async fn show(
     Ok(Json(service.document(&kb, &doc)?))
 }
 
+#[utoipa::path(get, path = "/api/kbs/{kb}/documents/{doc}/chunks", tag = "documents",
+    params(("kb" = String, Path), ("doc" = String, Path, description = "The document id")),
+    responses(
+        (status = 200, description = "The served chunks (none before the first ingestion)",
+            body = ChunkList),
+        (status = 404, description = "kb_not_found or document_not_found", body = ErrorBody),
+    ))]
 async fn chunks(
     State(service): State<Arc<KnowledgeBase>>,
     Path((kb, doc)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(
-        json!({ "chunks": service.document_chunks(&kb, &doc).await? }),
-    ))
+) -> Result<Json<ChunkList>, ApiError> {
+    Ok(Json(ChunkList {
+        chunks: service.document_chunks(&kb, &doc).await?,
+    }))
 }
 
+/// Removes the document from the catalog, the store and the disk.
+#[utoipa::path(delete, path = "/api/kbs/{kb}/documents/{doc}", tag = "documents",
+    params(("kb" = String, Path), ("doc" = String, Path, description = "The document id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "kb_not_found or document_not_found", body = ErrorBody),
+    ))]
 async fn remove(
     State(service): State<Arc<KnowledgeBase>>,
     Path((kb, doc)): Path<(String, String)>,

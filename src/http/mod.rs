@@ -10,6 +10,7 @@ mod guard;
 mod kbs;
 mod observe;
 mod openai;
+pub mod openapi;
 mod query;
 mod web;
 mod wechat;
@@ -19,7 +20,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::middleware;
 use axum::routing::get;
-use serde_json::json;
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -46,15 +46,11 @@ pub fn router(service: Arc<KnowledgeBase>) -> anyhow::Result<Router> {
             guard::check,
         ));
     Ok(Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(json!({ "status": "ok" })) }),
-        )
-        .route(
-            "/readyz",
-            get(|| async { axum::Json(json!({ "status": "ready" })) }),
-        )
+        .route("/healthz", get(observe::healthz))
+        .route("/readyz", get(observe::readyz))
         .route("/metrics", get(observe::metrics))
+        // The API's description is public, like the health checks: it holds no data.
+        .route("/openapi.json", get(openapi::openapi_json))
         .merge(api)
         // Dify checks keys its own way (403 with its codes), so it is outside the guard.
         .merge(dify::router(guard))

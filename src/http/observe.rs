@@ -9,8 +9,32 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::kb::KnowledgeBase;
+
+/// The answer of the health checks.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// "ok" from `/healthz`, "ready" from `/readyz`.
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive", body = Health)))]
+pub async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
+}
+
+/// Readiness: the server only listens once the model is loaded and the store open.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "Model loaded, store open", body = Health)))]
+pub async fn readyz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ready" })
+}
 
 /// The log span of a request: id, method and route template. Not the URI: query strings
 /// carry WeChat signatures and other values that do not belong in logs.
@@ -45,6 +69,10 @@ pub async fn record(request: Request, next: Next) -> Response {
     response
 }
 
+/// Prometheus' text format: requests by route, method and status, latency, queue depth.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format", body = String,
+        content_type = "text/plain")))]
 pub async fn metrics(State(service): State<Arc<KnowledgeBase>>) -> impl IntoResponse {
     let depth = service.queue_depth();
     (

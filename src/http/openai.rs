@@ -12,11 +12,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
 use futures::{Stream, StreamExt as _};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use utoipa::ToSchema;
 
-use super::error::{ApiError, Json};
+use super::error::{ApiError, ErrorBody, Json};
+use super::openapi::{ChatEventDoc, ReplyDoc};
 use crate::answer::respond::{Reply, ReplyEvent};
 use crate::answer::{Message, Role};
 use crate::auth::Principal;
@@ -32,34 +34,112 @@ pub fn router() -> Router<Arc<KnowledgeBase>> {
         .route("/v1/chat/completions", post(chat_completions))
 }
 
+/// `GET /v1/models`: OpenAI's list shape.
+#[derive(Serialize, ToSchema)]
+pub struct ModelList {
+    #[schema(example = "list")]
+    object: &'static str,
+    data: Vec<Model>,
+}
+
+/// A knowledge base, as a model.
+#[derive(Serialize, ToSchema)]
+pub struct Model {
+    /// The knowledge base id: what clients send as `model`.
+    id: String,
+    #[schema(example = "model")]
+    object: &'static str,
+    /// Unix time of creation.
+    created: i64,
+    #[schema(example = "lore")]
+    owned_by: &'static str,
+}
+
+#[utoipa::path(get, path = "/v1/models", tag = "openai",
+    responses((status = 200, description = "The knowledge bases this key may use, as models",
+        body = ModelList)))]
 async fn models(
     State(service): State<Arc<KnowledgeBase>>,
     Extension(caller): Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
-    let data: Vec<Value> = service
+) -> Result<Json<ModelList>, ApiError> {
+    let data = service
         .list_kbs()?
         .into_iter()
         .filter(|kb| caller.may_use(&kb.id))
-        .map(|kb| json!({ "id": kb.id, "object": "model", "created": kb.created_at.timestamp(), "owned_by": "lore" }))
+        .map(|kb| Model {
+            created: kb.created_at.timestamp(),
+            id: kb.id,
+            object: "model",
+            owned_by: "lore",
+        })
         .collect();
-    Ok(Json(json!({ "object": "list", "data": data })))
+    Ok(Json(ModelList {
+        object: "list",
+        data,
+    }))
 }
 
 /// The part of a chat completion request lore reads; other fields are accepted and ignored,
 /// so clients that send `temperature`, `user` or tools still work.
-#[derive(Deserialize)]
-struct ChatRequest {
+#[derive(Deserialize, ToSchema)]
+pub struct ChatRequest {
+    /// The knowledge base id.
+    #[schema(example = "faq")]
     model: String,
+    /// The last user message is the question; earlier user and assistant turns are context;
+    /// a client's system prompt is ignored (lore's rules apply).
     messages: Vec<ChatMessage>,
+    /// `chat.completion.chunk` events ending `data: [DONE]`.
     #[serde(default)]
     stream: bool,
 }
 
-#[derive(Deserialize)]
-struct ChatMessage {
+#[derive(Deserialize, ToSchema)]
+pub struct ChatMessage {
+    /// OpenAI's roles; only `user` and `assistant` turns are read.
+    #[schema(schema_with = super::openapi::chat_roles)]
     role: String,
+    /// A string, or content parts of which the `text` ones are read.
     #[serde(default)]
     content: Value,
+}
+
+/// A non-streamed chat completion, with lore's whole reply under `lore`.
+#[derive(Serialize, ToSchema)]
+pub struct ChatCompletion {
+    id: String,
+    #[schema(example = "chat.completion")]
+    object: &'static str,
+    created: i64,
+    model: String,
+    choices: Vec<Choice>,
+    usage: Usage,
+    #[schema(value_type = ReplyDoc)]
+    lore: Reply,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Choice {
+    index: u32,
+    message: AssistantMessage,
+    #[schema(example = "stop")]
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AssistantMessage {
+    #[schema(example = "assistant")]
+    role: &'static str,
+    /// The answer, with its sources named at the end.
+    content: String,
+}
+
+/// Token counts are not measured: always zero.
+#[derive(Serialize, ToSchema)]
+pub struct Usage {
+    prompt_tokens: u32,
+    completion_tokens: u32,
+    total_tokens: u32,
 }
 
 /// Text of a message: a string, or the text parts of a content array.
@@ -98,6 +178,18 @@ fn split_conversation(messages: &[ChatMessage]) -> Result<(String, Vec<Message>)
     Ok((question, history.into_iter().skip(skip).collect()))
 }
 
+/// Answers the last user message from the knowledge base named by `model`.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", request_body = ChatRequest,
+    responses(
+        (status = 200, description = "The completion; with `stream`, `chat.completion.chunk` \
+            events ending `data: [DONE]`",
+            content((ChatCompletion = "application/json"),
+                (ChatEventDoc = "text/event-stream"))),
+        (status = 404, description = "No knowledge base with that id: kb_not_found",
+            body = ErrorBody),
+        (status = 503, description = "The chat model failed: model_unavailable", body = ErrorBody),
+        (status = 504, description = "The chat model was too slow: model_timeout", body = ErrorBody),
+    ))]
 async fn chat_completions(
     State(service): State<Arc<KnowledgeBase>>,
     Extension(caller): Extension<Principal>,
@@ -122,15 +214,26 @@ async fn chat_completions(
     }
     let reply = service.answer(&body.model, request).await?;
     let content = with_sources(&reply);
-    Ok(Json(json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": Utc::now().timestamp(),
-        "model": body.model,
-        "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": "stop" }],
-        "usage": { "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0 },
-        "lore": reply,
-    }))
+    Ok(Json(ChatCompletion {
+        id,
+        object: "chat.completion",
+        created: Utc::now().timestamp(),
+        model: body.model,
+        choices: vec![Choice {
+            index: 0,
+            message: AssistantMessage {
+                role: "assistant",
+                content,
+            },
+            finish_reason: "stop",
+        }],
+        usage: Usage {
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            total_tokens: 0,
+        },
+        lore: reply,
+    })
     .into_response())
 }
 

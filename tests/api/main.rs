@@ -13,6 +13,7 @@ mod kbs;
 mod load;
 mod model;
 mod observe;
+mod openapi;
 mod retrieval;
 mod search;
 mod startup;
