@@ -79,9 +79,6 @@ fn perturbed(vector: &[f32], noise: &mut Noise, amplitude: f32) -> Vec<f32> {
 
 pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
     config.listen = "127.0.0.1:0".parse()?;
-    let embedder = Embedder::load(&config)?;
-    let (_data, service) = scratch_service(config, KB).await?;
-
     let rows: Vec<Row> = read_jsonl(&args.corpus)?
         .into_iter()
         .take(args.passages)
@@ -91,6 +88,14 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         .iter()
         .map(|r| format!("{}\n{}", r.title, r.text))
         .collect();
+    let questions: Vec<String> = read_jsonl::<Query>(&args.queries)?
+        .into_iter()
+        .map(|q| q.question)
+        .collect();
+    embedding(&config, &texts, &questions).await?;
+
+    let embedder = Embedder::load(&config)?;
+    let (_data, service) = scratch_service(config, KB).await?;
     let started = Instant::now();
     let vectors = embedder.embed_passages(texts.clone()).await?;
     let embed_seconds = started.elapsed().as_secs_f64();
@@ -155,6 +160,126 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         args.clients, args.requests, dify.p50, dify.p95, dify.p99, dify.throughput, dify.errors
     );
     Ok(())
+}
+
+/// Embedding speed: one passage worker against all of them, question latency idle against
+/// during a bulk embedding, and the same model driven from Python (`scripts/bench_baseline.py`).
+async fn embedding(config: &Config, texts: &[String], questions: &[String]) -> anyhow::Result<()> {
+    let sample: Vec<String> = texts.iter().take(120).cloned().collect();
+    let asked: Vec<String> = questions.iter().take(40).cloned().collect();
+    let mut single = config.clone();
+    single.embedding.workers = 1;
+    let one = Embedder::load(&single)?;
+    let tokens: usize = sample
+        .iter()
+        .map(|t| {
+            one.tokenizer()
+                .encode(format!("passage: {t}"), true)
+                .map_or(0, |e| e.len().min(config.embedding.max_length))
+        })
+        .sum();
+    let started = Instant::now();
+    one.embed_passages(sample.clone()).await?;
+    let one_seconds = started.elapsed().as_secs_f64();
+    drop(one);
+
+    let all = Embedder::load(config)?;
+    let started = Instant::now();
+    all.embed_passages(sample.clone()).await?;
+    let all_seconds = started.elapsed().as_secs_f64();
+    let idle = question_latencies(&all, &asked).await?;
+    let bulk = {
+        let (embedder, passages) = (all.clone(), sample.clone());
+        tokio::spawn(async move { embedder.embed_passages(passages).await })
+    };
+    let busy = question_latencies(&all, &asked).await?;
+    bulk.await??;
+
+    println!(
+        "embedding {} passages ({tokens} tokens): 1 worker {:.1} passages/s ({:.0} tokens/s); {} workers {:.1} passages/s ({:.0} tokens/s), {:.2}x",
+        sample.len(),
+        sample.len() as f64 / one_seconds,
+        tokens as f64 / one_seconds,
+        config.embedding.workers,
+        sample.len() as f64 / all_seconds,
+        tokens as f64 / all_seconds,
+        one_seconds / all_seconds
+    );
+    println!(
+        "question embedding: idle p50 {:.1} ms, p95 {:.1} ms; during a bulk embedding p50 {:.1} ms, p95 {:.1} ms ({:.2}x idle at p50)",
+        percentile(&idle, 0.5),
+        percentile(&idle, 0.95),
+        percentile(&busy, 0.5),
+        percentile(&busy, 0.95),
+        percentile(&busy, 0.5) / percentile(&idle, 0.5).max(f64::EPSILON)
+    );
+    match python_baseline(config, &sample, &asked) {
+        Ok(python) => println!(
+            "python onnxruntime baseline (same model, 1 thread, batch 1): {:.1} passages/s ({:.0} tokens/s), question p50 {:.1} ms; lore is {:.2}x with 1 worker, {:.2}x with {}; rank_bm25 query p50 {} over {} passages",
+            python.passages_per_s,
+            python.tokens_per_s,
+            python.query_p50_ms,
+            tokens as f64 / one_seconds / python.tokens_per_s,
+            tokens as f64 / all_seconds / python.tokens_per_s,
+            config.embedding.workers,
+            python
+                .bm25_p50_ms
+                .map_or("n/a (pip install rank_bm25)".to_owned(), |ms| format!(
+                    "{ms:.1} ms"
+                )),
+            sample.len()
+        ),
+        Err(err) => println!("python baseline skipped: {err:#}"),
+    }
+    Ok(())
+}
+
+async fn question_latencies(embedder: &Embedder, questions: &[String]) -> anyhow::Result<Vec<f64>> {
+    let mut latencies = Vec::with_capacity(questions.len());
+    for question in questions {
+        let asked = Instant::now();
+        embedder.embed_query(question).await?;
+        latencies.push(asked.elapsed().as_secs_f64() * 1000.0);
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(latencies)
+}
+
+#[derive(Deserialize)]
+struct PythonFigures {
+    passages_per_s: f64,
+    tokens_per_s: f64,
+    query_p50_ms: f64,
+    bm25_p50_ms: Option<f64>,
+}
+
+fn python_baseline(
+    config: &Config,
+    texts: &[String],
+    questions: &[String],
+) -> anyhow::Result<PythonFigures> {
+    let python = config.home.join("venv/bin/python");
+    anyhow::ensure!(
+        python.is_file(),
+        "{} is missing (scripts/setup-models)",
+        python.display()
+    );
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_baseline.py");
+    let job = tempfile::NamedTempFile::new()?;
+    serde_json::to_writer(
+        &job,
+        &json!({ "model_dir": config.model_dir(), "texts": texts, "queries": questions }),
+    )?;
+    let output = std::process::Command::new(python)
+        .arg(script)
+        .arg(job.path())
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(serde_json::from_slice(&output.stdout)?)
 }
 
 struct LoadFigures {

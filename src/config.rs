@@ -63,10 +63,15 @@ pub struct EmbeddingConfig {
     /// The ONNX Runtime shared library; default `{home}/onnxruntime/libonnxruntime.so`,
     /// or `ORT_DYLIB_PATH` when that is set.
     pub onnxruntime: Option<PathBuf>,
-    /// Intra-op threads of the embedding session. One thread per session measured fastest.
+    /// Intra-op threads of each embedding session. One thread per session measured fastest.
     pub threads: usize,
+    /// Sessions embedding passages in parallel (default: one per core, at most 8). Questions
+    /// get one more session of their own.
+    pub workers: usize,
     /// Passages embedded per model call; passages are grouped by length so padding stays small.
     pub batch_size: usize,
+    /// Most padded tokens in one model call, which bounds the memory a call takes.
+    pub batch_tokens: usize,
     /// Tokens beyond this are cut before embedding (the model's own limit is 512).
     pub max_length: usize,
     /// Prefix the model wants before questions (E5: "query: ").
@@ -101,6 +106,9 @@ pub struct AnswerConfig {
     pub min_score: f32,
     /// Below this share of the question's content found in the best document: not found.
     pub min_coverage: f32,
+    /// Below this share of the question's content found together in one passage window (a few
+    /// consecutive sentences under their headings): not found.
+    pub min_focus: f32,
     /// Documents whose best hit is within this score of the top count as tied.
     pub tie_margin: f32,
     /// Tied documents whose best-matching sentences are at least this similar agree.
@@ -122,6 +130,7 @@ impl AnswerConfig {
         crate::answer::DecideConfig {
             min_score: self.min_score,
             min_coverage: self.min_coverage,
+            min_focus: self.min_focus,
             tie_margin: self.tie_margin,
             agree_similarity: self.agree_similarity,
             max_options: self.max_options,
@@ -135,6 +144,7 @@ impl Default for AnswerConfig {
         Self {
             min_score: decide.min_score,
             min_coverage: decide.min_coverage,
+            min_focus: decide.min_focus,
             tie_margin: decide.tie_margin,
             agree_similarity: decide.agree_similarity,
             max_options: decide.max_options,
@@ -313,7 +323,9 @@ impl Default for EmbeddingConfig {
             model_dir: None,
             onnxruntime: None,
             threads: 1,
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
             batch_size: 8,
+            batch_tokens: 2048,
             max_length: 512,
             query_prefix: "query: ".to_owned(),
             passage_prefix: "passage: ".to_owned(),

@@ -53,7 +53,9 @@ pub struct EvalArgs {
     pub corpus: PathBuf,
     pub queries: PathBuf,
     /// Writes one JSON line per (question, retrieved chunk) with the fused value and whether it
-    /// is relevant: the input of `scripts/fit-calibration`.
+    /// is relevant: the input of `scripts/fit-calibration`. The lines also carry the question,
+    /// the calibrated score and the whole chunk, so [`replay_verdicts`] can re-run `decide`
+    /// over them without embedding anything.
     pub dump: Option<PathBuf>,
     /// Prints each question's verdict and signals.
     pub verbose: bool,
@@ -178,11 +180,12 @@ pub async fn run(config: Config, args: EvalArgs) -> anyhow::Result<()> {
                     .entry(verdict.name())
                     .or_default() += 1;
                 details.push(format!(
-                    "| {} | {kind} | {} | {:.3} | {:.2} | {} | {} | {} |",
+                    "| {} | {kind} | {} | {:.3} | {:.2} | {:.2} | {} | {} | {} |",
                     query.id,
                     verdict.name(),
                     signals.best_score,
                     signals.coverage,
+                    signals.focus,
                     signals.fact_present,
                     signals.tied_documents,
                     signals.disagreement
@@ -198,7 +201,9 @@ pub async fn run(config: Config, args: EvalArgs) -> anyhow::Result<()> {
                     for (rank, f) in found.iter().enumerate() {
                         let relevant = answerable && is_gold(f, &gold);
                         let line = json!({ "query": query.id, "type": kind, "rank": rank,
-                            "fused": f.fused, "dense": f.candidate.dense, "relevant": relevant });
+                            "fused": f.fused, "dense": f.candidate.dense, "relevant": relevant,
+                            "question": query.question, "score": f.score,
+                            "keyword": f.candidate.keyword, "chunk": f.candidate.chunk });
                         std::io::Write::write_all(out, format!("{line}\n").as_bytes())?;
                     }
                 }
@@ -250,9 +255,9 @@ pub async fn run(config: Config, args: EvalArgs) -> anyhow::Result<()> {
         }
         if args.verbose {
             println!(
-                "\n| id | type | verdict | top score | coverage | fact | tied docs | disagree |"
+                "\n| id | type | verdict | top score | coverage | focus | fact | tied docs | disagree |"
             );
-            println!("|---|---|---|---|---|---|---|---|");
+            println!("|---|---|---|---|---|---|---|---|---|");
             for line in &details {
                 println!("{line}");
             }
@@ -276,6 +281,112 @@ pub async fn run(config: Config, args: EvalArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// One dumped (question, retrieved chunk) line, as [`replay_verdicts`] reads it back.
+#[derive(Debug, Deserialize)]
+struct DumpedHit {
+    query: String,
+    #[serde(rename = "type")]
+    kind: String,
+    question: String,
+    rank: usize,
+    score: f32,
+    chunk: crate::document::Chunk,
+}
+
+/// One question's verdict replayed from a dump.
+#[derive(Debug, Clone)]
+pub struct Replayed {
+    pub id: String,
+    /// "answerable", "unanswerable" or "ambiguous".
+    pub kind: String,
+    pub verdict: &'static str,
+    pub signals: decide::Signals,
+}
+
+impl Replayed {
+    /// Whether the verdict is the one the question's type expects.
+    pub fn correct(&self) -> bool {
+        self.verdict == expected_verdict(&self.kind)
+    }
+}
+
+/// The verdict each question type expects.
+pub fn expected_verdict(kind: &str) -> &'static str {
+    match kind {
+        "unanswerable" => "not_found",
+        "ambiguous" => "clarify",
+        _ => "answer",
+    }
+}
+
+/// One question of a `--dump` file with its hybrid hits, best first.
+#[derive(Debug, Clone)]
+pub struct DumpedQuestion {
+    pub id: String,
+    pub kind: String,
+    pub question: String,
+    pub hits: Vec<Hit>,
+}
+
+/// The questions of a `--dump` file, in file order.
+pub fn read_dump(path: &Path) -> anyhow::Result<Vec<DumpedQuestion>> {
+    let mut questions: Vec<(DumpedQuestion, Vec<usize>)> = Vec::new();
+    for row in read_jsonl::<DumpedHit>(path)? {
+        if questions.last().is_none_or(|q| q.0.id != row.query) {
+            let question = DumpedQuestion {
+                id: row.query.clone(),
+                kind: row.kind,
+                question: row.question,
+                hits: Vec::new(),
+            };
+            questions.push((question, Vec::new()));
+        }
+        if let Some((question, ranks)) = questions.last_mut() {
+            ranks.push(row.rank);
+            question.hits.push(Hit {
+                chunk: row.chunk,
+                score: row.score,
+            });
+        }
+    }
+    Ok(questions
+        .into_iter()
+        .map(|(mut question, ranks)| {
+            let mut ranked: Vec<(usize, Hit)> = ranks.into_iter().zip(question.hits).collect();
+            ranked.sort_by_key(|(rank, _)| *rank);
+            question.hits = ranked.into_iter().map(|(_, h)| h).collect();
+            question
+        })
+        .collect())
+}
+
+/// Re-runs `decide` over the hits of a `--dump` file (the first `top_k` of each question), with
+/// the keyword tokenizer search uses: a verdict rule change is measured in seconds, without
+/// embedding.
+pub fn replay_verdicts(
+    questions: &[DumpedQuestion],
+    config: &decide::DecideConfig,
+    top_k: usize,
+) -> anyhow::Result<Vec<Replayed>> {
+    let keywords = crate::search::Keywords::new()?;
+    let tokens = |text: &str| -> std::collections::BTreeSet<u32> {
+        keywords.query(text).indices.into_iter().collect()
+    };
+    Ok(questions
+        .iter()
+        .map(|q| {
+            let hits = &q.hits[..q.hits.len().min(top_k)];
+            let (verdict, signals) = decide(&q.question, hits, config, &tokens);
+            Replayed {
+                id: q.id.clone(),
+                kind: q.kind.clone(),
+                verdict: verdict.name(),
+                signals,
+            }
+        })
+        .collect())
 }
 
 /// Whether a retrieved chunk belongs to a gold document: gold labels are corpus ids (stored
@@ -384,4 +495,95 @@ fn progress(total: usize, what: &str) -> ProgressBar {
         ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Replays the verdicts of a dump named by `LORE_VERDICT_DUMP` (from `lore eval --dump`),
+    /// printing each question's signals and the rates by type:
+    /// `LORE_VERDICT_DUMP=/tmp/docs.jsonl cargo test --lib replay -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "needs a dump from lore eval --dump"]
+    fn replay_dumped_verdicts() {
+        let path = std::env::var("LORE_VERDICT_DUMP").expect("LORE_VERDICT_DUMP");
+        let questions = read_dump(Path::new(&path)).unwrap();
+        let config = crate::config::AnswerConfig::default();
+        let replayed = replay_verdicts(&questions, &config.decide_config(), config.top_k).unwrap();
+        for r in &replayed {
+            println!(
+                "{} {:12} {:9} {} {:?}",
+                if r.correct() { " " } else { "X" },
+                r.id,
+                r.verdict,
+                r.kind,
+                r.signals
+            );
+        }
+        for kind in ["answerable", "unanswerable", "ambiguous"] {
+            let of: Vec<&Replayed> = replayed.iter().filter(|r| r.kind == kind).collect();
+            let right = of.iter().filter(|r| r.correct()).count();
+            println!("{kind}: {right}/{}", of.len());
+        }
+    }
+    /// Sweeps the verdict thresholds over a dump, reporting the best dev fit and a leave-one-out
+    /// estimate (thresholds chosen on the other questions, the left-out one judged):
+    /// `LORE_VERDICT_DUMP=/tmp/docs.jsonl cargo test --lib sweep -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "needs a dump from lore eval --dump"]
+    fn sweep_verdict_thresholds() {
+        let path = std::env::var("LORE_VERDICT_DUMP").expect("LORE_VERDICT_DUMP");
+        let questions = read_dump(Path::new(&path)).unwrap();
+        let base = crate::config::AnswerConfig::default();
+        let mut grid = Vec::new();
+        for min_coverage in [0.4, 0.45, 0.5, 0.55, 0.6] {
+            for min_focus in [0.0, 0.35, 0.4, 0.45, 0.5, 0.55] {
+                for tie_margin in [0.2, 0.3, 0.4] {
+                    for agree_similarity in [0.4, 0.5, 0.6, 0.7] {
+                        let mut config = base.decide_config();
+                        config.min_coverage = min_coverage;
+                        config.min_focus = min_focus;
+                        config.tie_margin = tie_margin;
+                        config.agree_similarity = agree_similarity;
+                        let right: Vec<bool> = replay_verdicts(&questions, &config, base.top_k)
+                            .unwrap()
+                            .iter()
+                            .map(Replayed::correct)
+                            .collect();
+                        grid.push((config, right));
+                    }
+                }
+            }
+        }
+        let kinds: Vec<&str> = questions.iter().map(|q| q.kind.as_str()).collect();
+        // Balanced accuracy: the mean of the three per-type rates.
+        let score = |right: &[bool], skip: Option<usize>| -> f64 {
+            let mut total = 0.0;
+            for kind in ["answerable", "unanswerable", "ambiguous"] {
+                let idx: Vec<usize> = (0..right.len())
+                    .filter(|&i| kinds[i] == kind && Some(i) != skip)
+                    .collect();
+                let ok = idx.iter().filter(|&&i| right[i]).count();
+                total += ok as f64 / idx.len().max(1) as f64;
+            }
+            total / 3.0
+        };
+        let best = grid
+            .iter()
+            .max_by(|a, b| score(&a.1, None).total_cmp(&score(&b.1, None)))
+            .unwrap();
+        println!("dev fit: {:.3} with {:?}", score(&best.1, None), best.0);
+        let mut held_out = std::collections::BTreeMap::<&str, (usize, usize)>::new();
+        for (i, kind) in kinds.iter().enumerate() {
+            let chosen = grid
+                .iter()
+                .max_by(|a, b| score(&a.1, Some(i)).total_cmp(&score(&b.1, Some(i))))
+                .unwrap();
+            let entry = held_out.entry(kind).or_default();
+            entry.0 += usize::from(chosen.1[i]);
+            entry.1 += 1;
+        }
+        println!("leave-one-out: {held_out:?}");
+    }
 }
