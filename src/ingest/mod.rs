@@ -6,6 +6,8 @@
 
 pub(crate) mod docx;
 pub mod extract;
+#[cfg(test)]
+mod fuzz;
 mod html;
 mod pdf;
 pub mod queue;
