@@ -3,6 +3,7 @@
 //! A **Document** is an uploaded file, a **Chunk** a span of it, a **Hit** a chunk with a
 //! relevance score. These are plain data; the service in `kb.rs` gives them behaviour.
 
+use crate::error::ErrorCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -42,6 +43,11 @@ pub struct DocumentRecord {
     pub status: DocumentStatus,
     /// Why ingestion failed, in words for the person who uploaded the file.
     pub error: Option<String>,
+    /// Why ingestion failed, as one of the API's error codes (`unsupported_format`,
+    /// `empty_file`, `invalid_request`, `payload_too_large`, `internal`), so a client can act
+    /// on it without reading the words. Absent in catalogs written before it existed.
+    #[serde(default)]
+    pub error_code: Option<ErrorCode>,
     /// Chunks of the version being served (or being built, while processing).
     pub chunk_count: usize,
     /// Progress while processing: chunks embedded and stored so far.

@@ -273,6 +273,7 @@ impl KnowledgeBase {
                 DocumentStatus::Queued
             },
             error: refusal.as_ref().map(|e| e.message().to_owned()),
+            error_code: refusal.as_ref().map(Error::code),
             chunk_count: previous.map(|d| d.chunk_count).unwrap_or_default(),
             chunks_done: 0,
             metadata,
@@ -352,6 +353,7 @@ impl KnowledgeBase {
                 sha256: String::new(),
                 status: DocumentStatus::Ready,
                 error: None,
+                error_code: None,
                 chunk_count,
                 chunks_done: chunk_count,
                 metadata: document.metadata,
@@ -561,8 +563,13 @@ impl KnowledgeBase {
                     }
                     _ => err.message().to_owned(),
                 };
-                self.set_status(job, version, DocumentStatus::Failed, Some(message))
-                    .await?;
+                self.set_status(
+                    job,
+                    version,
+                    DocumentStatus::Failed,
+                    Some((err.code(), message)),
+                )
+                .await?;
                 self.remove_files(&job.kb, &job.document_id, Some(record.version))
                     .await
             }
@@ -679,7 +686,7 @@ impl KnowledgeBase {
         job: &Job,
         version: u64,
         status: DocumentStatus,
-        error: Option<String>,
+        error: Option<(ErrorCode, String)>,
     ) -> Result<()> {
         let catalog = Arc::clone(&self.catalog);
         let (kb, id) = (job.kb.clone(), job.document_id.clone());
@@ -688,7 +695,7 @@ impl KnowledgeBase {
                 let mut record = current?.clone();
                 if record.pending_version == version {
                     record.status = status;
-                    record.error = error;
+                    (record.error_code, record.error) = error.unzip();
                     record.updated_at = Utc::now();
                 }
                 Some(record)

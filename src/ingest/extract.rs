@@ -194,9 +194,14 @@ pub fn extract(name: &str, bytes: &[u8]) -> Result<Extracted> {
         Format::Html => super::html::extract(name, bytes)?,
     };
     if body.text.trim().is_empty() {
+        // A PDF without text is nearly always a scan: say what to do about it.
+        let hint = match format {
+            Format::Pdf => " layer (a scanned PDF?); convert it with OCR first",
+            _ => "",
+        };
         return Err(Error::new(
             ErrorCode::EmptyFile,
-            format!("'{name}' has no text"),
+            format!("'{name}' has no text{hint}"),
         ));
     }
     let title = body

@@ -1,17 +1,9 @@
 //! Every format users upload, through the real upload path: ready documents whose chunks carry
-//! the known strings, and broken files that fail alone with a reason.
-
-use std::path::PathBuf;
+//! the known strings (broken files: hostile.rs).
 
 use serde_json::Value;
 
-use crate::common::TestServer;
-
-fn fixture(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(path)
-}
+use crate::common::{TestServer, fixture};
 
 async fn chunks_of(server: &TestServer, kb: &str, document: &Value) -> Vec<String> {
     let id = document["id"].as_str().unwrap();
@@ -94,48 +86,5 @@ async fn pdf_docx_html_and_gb18030_text_ingest_and_are_searchable() {
     assert_eq!(
         hits[0]["document_name"], "java_dev_manual_huangshan_zh.pdf",
         "{hits:?}"
-    );
-}
-
-#[tokio::test]
-async fn broken_files_fail_alone_with_a_reason() {
-    let server = TestServer::spawn().await;
-    server.create_kb("kb").await;
-    let mut files: Vec<(String, Vec<u8>)> = [
-        "broken/truncated.pdf",
-        "broken/random.pdf",
-        "broken/empty.docx",
-    ]
-    .iter()
-    .map(|p| {
-        (
-            p.rsplit('/').next().unwrap().to_owned(),
-            std::fs::read(fixture(p)).unwrap(),
-        )
-    })
-    .collect();
-    files.push((
-        "ok.md".into(),
-        "# 正常\n\n这个文件可以正常处理。".as_bytes().to_vec(),
-    ));
-    let (status, body) = server.upload("kb", files).await;
-    assert_eq!(status, 202, "{body}");
-    let documents = server.wait_idle("kb").await;
-    for document in &documents {
-        if document["name"] == "ok.md" {
-            assert_eq!(document["status"], "ready", "{document}");
-        } else {
-            assert_eq!(document["status"], "failed", "{document}");
-            let error = document["error"].as_str().unwrap();
-            assert!(
-                error.contains(document["name"].as_str().unwrap()),
-                "reason names the file: {error}"
-            );
-        }
-    }
-    // The server keeps serving.
-    assert_eq!(
-        server.search("kb", "正常处理", 1).await[0]["document_name"],
-        "ok.md"
     );
 }

@@ -9,6 +9,7 @@ mod dify;
 mod documents;
 mod errors;
 mod formats;
+mod hostile;
 mod kbs;
 mod load;
 mod model;

@@ -15,6 +15,12 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// The development evaluation set beside the repository (`../shared/eval`).
+pub fn fixture(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(path)
+}
+
 pub fn eval_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/eval")
 }
@@ -81,6 +87,11 @@ impl TestServer {
         }
     }
 
+    /// The server's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.path().to_path_buf()
+    }
+
     /// Stops this server and starts a new one on the same data directory.
     pub async fn restart(mut self) -> Self {
         let data_dir = Arc::clone(&self.data_dir);
@@ -131,11 +142,16 @@ impl TestServer {
         split(response).await
     }
 
-    pub async fn post_raw(&self, path: &str, content_type: &str, body: &str) -> (u16, Value) {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<Vec<u8>>,
+    ) -> (u16, Value) {
         let response = self
             .request(reqwest::Method::POST, path)
             .header("content-type", content_type)
-            .body(body.to_owned())
+            .body(body.into())
             .send()
             .await
             .expect("request");
