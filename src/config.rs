@@ -70,7 +70,9 @@ pub struct EmbeddingConfig {
     pub workers: usize,
     /// Passages embedded per model call; passages are grouped by length so padding stays small.
     pub batch_size: usize,
-    /// Most padded tokens in one model call, which bounds the memory a call takes.
+    /// Most padded tokens in one model call. 512 (one long passage, or a few short ones) was
+    /// fastest on 2 cores: calls of 2,048 tokens embedded ~10% slower (see BENCHMARKS.md). It
+    /// also bounds the memory a call takes.
     pub batch_tokens: usize,
     /// Tokens beyond this are cut before embedding (the model's own limit is 512).
     pub max_length: usize,
@@ -325,7 +327,7 @@ impl Default for EmbeddingConfig {
             threads: 1,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
             batch_size: 8,
-            batch_tokens: 2048,
+            batch_tokens: 512,
             max_length: 512,
             query_prefix: "query: ".to_owned(),
             passage_prefix: "passage: ".to_owned(),

@@ -133,6 +133,7 @@ impl Embedder {
         let dimension = probe(&mut probe_session, &tokenizer, pad_id)?;
         spawn_worker(
             "lore-embed-query",
+            Priority::Normal,
             probe_session,
             pad_id,
             Arc::new(Mutex::new(question_jobs)),
@@ -141,7 +142,13 @@ impl Embedder {
         let passage_jobs = Arc::new(Mutex::new(passage_jobs));
         for n in 0..config.embedding.workers.max(1) {
             let name = format!("lore-embed-{n}");
-            spawn_worker(&name, open_session()?, pad_id, Arc::clone(&passage_jobs))?;
+            spawn_worker(
+                &name,
+                Priority::Background,
+                open_session()?,
+                pad_id,
+                Arc::clone(&passage_jobs),
+            )?;
         }
         Ok(Self {
             inner: Arc::new(Inner {
@@ -285,8 +292,46 @@ async fn submit(
 }
 
 /// A thread owning one session, serving jobs from `jobs` until every sender is gone.
+/// How a worker thread competes for the cores. Questions are waited on by a person (and by
+/// WeChat's 5-second clock); bulk embedding is not: passage workers run at a lower scheduling
+/// priority, so a question finds a core even while every core embeds an upload.
+#[derive(Clone, Copy)]
+enum Priority {
+    Normal,
+    Background,
+}
+
+/// The nice value of background workers: the scheduler then gives a normal thread ~10 times
+/// their share of a contended core, while idle cores still go to them in full.
+const BACKGROUND_NICE: libc::c_int = 10;
+
+impl Priority {
+    /// Applies to the calling thread (on Linux, nice values are per thread; elsewhere this
+    /// does nothing). Failing to lower a priority costs only latency: logged, not fatal.
+    fn apply(self) {
+        #[cfg(target_os = "linux")]
+        if let Self::Background = self {
+            // SAFETY: plain system calls on the calling thread's own id; no memory is shared.
+            let result = unsafe {
+                libc::setpriority(
+                    libc::PRIO_PROCESS,
+                    libc::gettid() as libc::id_t,
+                    BACKGROUND_NICE,
+                )
+            };
+            if result != 0 {
+                tracing::debug!(
+                    error = %std::io::Error::last_os_error(),
+                    "cannot lower the priority of an embedding worker"
+                );
+            }
+        }
+    }
+}
+
 fn spawn_worker(
     name: &str,
+    priority: Priority,
     mut session: Session,
     pad_id: u32,
     jobs: Arc<Mutex<std_mpsc::Receiver<Job>>>,
@@ -294,6 +339,7 @@ fn spawn_worker(
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
+            priority.apply();
             loop {
                 // Hold the lock only to take a job, so the other workers can take the next.
                 let job = match jobs.lock() {

@@ -88,3 +88,59 @@ async fn the_tiny_model_embeds_in_order_with_prefixes() {
     let query = embedder.embed_query("短").await.unwrap();
     assert_ne!(query, together[0]);
 }
+
+/// The nice value of each live thread whose name starts with `prefix` (Linux: field 19 of
+/// /proc/self/task/*/stat, counted after the parenthesised name).
+#[cfg(target_os = "linux")]
+fn nice_values(prefix: &str) -> Vec<i64> {
+    let mut values = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task")
+        .expect("/proc")
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.trim_end().starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        if let Some(nice) = after_name.split_whitespace().nth(16) {
+            values.push(nice.parse().expect("nice"));
+        }
+    }
+    values
+}
+
+/// Questions must not queue behind a bulk upload: passage workers run at a lower priority than
+/// the question worker, so a question gets a core while every core embeds passages.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn passage_workers_yield_the_cores_to_questions() {
+    let config = config_with(|c| {
+        c.embedding.model_dir = Some(tiny_model());
+        c.embedding.workers = 2;
+    });
+    let embedder = Embedder::load(&config).expect("tiny model loads");
+    embedder
+        .embed_passages(vec!["退款".into(), "refund".into()])
+        .await
+        .expect("embeds");
+    embedder.embed_query("退款").await.expect("embeds");
+    // Names are cut to 15 bytes: the question worker is "lore-embed-quer".
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let questions = nice_values("lore-embed-q");
+        let passages: Vec<i64> = (0..2)
+            .flat_map(|n| nice_values(&format!("lore-embed-{n}")))
+            .collect();
+        let lowest_passage = passages.iter().min().copied().unwrap_or(i64::MIN);
+        if !questions.is_empty() && questions.iter().all(|&q| q < lowest_passage) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "question workers at nice {questions:?}, passage workers at {passages:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
