@@ -5,7 +5,8 @@
 //! intra-op thread (measured fastest per core): a pool of `embedding.workers` sessions for
 //! passages, so ingestion uses every core, and one more for questions alone, so a question
 //! never queues behind a bulk upload's batches (it only shares the CPU with them). All sessions
-//! share one tokenizer: the 250k-piece vocabulary costs ~330 MB, more than a session.
+//! share one tokenizer (`crate::tokenize`, which also holds the 250k-piece vocabulary in ~25 MB
+//! where the `tokenizers` crate's own Unigram model takes ~330 MB).
 //! Passages are sorted by length before batching, because a batch is padded to its longest
 //! member and mixed lengths waste most of the compute on padding.
 //!
@@ -34,7 +35,7 @@ pub struct Embedder {
 }
 
 struct Inner {
-    tokenizer: Arc<tokenizers::Tokenizer>,
+    tokenizer: Arc<crate::tokenize::Tokenizer>,
     /// Batches of passages, taken by whichever passage worker is free.
     passages: std_mpsc::Sender<Job>,
     /// Questions, served by their own worker.
@@ -97,14 +98,9 @@ impl Embedder {
         let model_dir = config.model_dir();
         check_model_dir(&model_dir)?;
         let environment = ort_environment(&config.onnxruntime_path())?;
-        let mut tokenizer = tokenizers::Tokenizer::from_file(model_dir.join("tokenizer.json"))
-            .map_err(|err| anyhow::anyhow!("cannot read tokenizer.json: {err}"))?;
-        // Whole texts: the splitter counts tokens of candidate chunks (truncation would hide
-        // their size), and the embedder cuts and pads batches itself.
-        tokenizer
-            .with_truncation(None)
-            .map_err(|err| anyhow::anyhow!("cannot configure the tokenizer: {err}"))?;
-        tokenizer.with_padding(None);
+        // Whole texts (`load` sets neither truncation nor padding): the splitter counts tokens
+        // of candidate chunks, and the embedder cuts and pads batches itself.
+        let tokenizer = crate::tokenize::load(&model_dir.join("tokenizer.json"))?;
         let pad_id = tokenizer.token_to_id("<pad>").unwrap_or(1);
 
         let model = model_dir.join("model.onnx");
@@ -171,7 +167,7 @@ impl Embedder {
     }
 
     /// The model's tokenizer, without truncation or padding, for sizing chunks.
-    pub fn tokenizer(&self) -> Arc<tokenizers::Tokenizer> {
+    pub fn tokenizer(&self) -> Arc<crate::tokenize::Tokenizer> {
         Arc::clone(&self.inner.tokenizer)
     }
 
@@ -411,7 +407,7 @@ fn normalize(v: &[f32]) -> Vec<f32> {
 /// Runs one short passage to learn the vector length and fail early on a broken model.
 fn probe(
     session: &mut Session,
-    tokenizer: &tokenizers::Tokenizer,
+    tokenizer: &crate::tokenize::Tokenizer,
     pad_id: u32,
 ) -> anyhow::Result<usize> {
     let encoding = tokenizer

@@ -37,5 +37,7 @@ pub mod migrate;
 pub mod search;
 /// Chunk storage behind `VectorStore`: the embedded Qdrant Edge engine or a Qdrant server.
 pub mod store;
+/// The embedding model's tokenizer, its Unigram vocabulary held compactly.
+pub mod tokenize;
 /// The WeChat official-account front door: signatures, safe mode, the 5-second rule.
 pub mod wechat;

@@ -7,7 +7,6 @@ use std::io::{Read, Write};
 use std::sync::{Arc, LazyLock};
 
 use proptest::prelude::*;
-use tokenizers::Tokenizer;
 
 use super::extract::{Format, extract};
 use super::split::Splitter;
@@ -41,7 +40,9 @@ static SPLITTER: LazyLock<Splitter> = LazyLock::new(|| {
         env!("CARGO_MANIFEST_DIR"),
         "/fixtures/models/tiny-e5/tokenizer.json"
     );
-    let tokenizer = Arc::new(Tokenizer::from_file(path).expect("tiny tokenizer fixture"));
+    let tokenizer = Arc::new(
+        crate::tokenize::load(std::path::Path::new(path)).expect("tiny tokenizer fixture"),
+    );
     Splitter::new(
         tokenizer,
         &ChunkingConfig {

@@ -9,10 +9,10 @@
 use std::sync::Arc;
 
 use text_splitter::{ChunkConfig, MarkdownSplitter, TextSplitter};
-use tokenizers::Tokenizer;
 
 use crate::config::ChunkingConfig;
 use crate::ingest::extract::Extracted;
+use crate::tokenize::{Sizer, Tokenizer};
 
 /// One chunk of text and the headings above it.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,7 +41,7 @@ impl Splitter {
     /// Splits a document. Never returns an empty chunk.
     pub fn split(&self, doc: &Extracted) -> anyhow::Result<Vec<Piece>> {
         let config = ChunkConfig::new(self.size_tokens)
-            .with_sizer(self.tokenizer.as_ref())
+            .with_sizer(Sizer(Arc::clone(&self.tokenizer)))
             .with_overlap(self.overlap_tokens)?;
         let markdown = doc.format.is_markdown();
         let spans: Vec<(usize, &str)> = if markdown {
@@ -194,7 +194,7 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/fixtures/models/tiny-e5/tokenizer.json"
         );
-        Arc::new(Tokenizer::from_file(path).expect("tiny tokenizer fixture"))
+        Arc::new(crate::tokenize::load(std::path::Path::new(path)).expect("tiny tokenizer fixture"))
     }
 
     fn splitter(size: usize, overlap: usize) -> Splitter {
@@ -220,7 +220,7 @@ mod tests {
         let json = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
             "normalizer":null,"pre_tokenizer":{"type":"Whitespace"},"post_processor":null,
             "decoder":null,"model":{"type":"WordLevel","vocab":{"[UNK]":0},"unk_token":"[UNK]"}}"#;
-        Arc::new(json.parse().expect("word-level tokenizer"))
+        Arc::new(crate::tokenize::from_json(json).expect("word-level tokenizer"))
     }
 
     #[test]
