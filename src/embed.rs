@@ -5,8 +5,8 @@
 //! intra-op thread (measured fastest per core): a pool of `embedding.workers` sessions for
 //! passages, so ingestion uses every core, and one more for questions alone, so a question
 //! never queues behind a bulk upload's batches (it only shares the CPU with them). All sessions
-//! share one tokenizer (`crate::tokenize`, which also holds the 250k-piece vocabulary in ~25 MB
-//! where the `tokenizers` crate's own Unigram model takes ~330 MB).
+//! share one tokenizer (`crate::tokenize`, which holds the 250k-piece vocabulary in a few MB where
+//! the `tokenizers` crate's own Unigram model takes ~330 MB).
 //! Passages are sorted by length before batching, because a batch is padded to its longest
 //! member and mixed lengths waste most of the compute on padding.
 //!

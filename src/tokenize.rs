@@ -6,8 +6,8 @@
 //! what an idle lore holds. Here the pieces sit in a finite-state transducer (`fst`, a few MB)
 //! walked the same way: at every character, the pieces starting there are the prefixes of the
 //! rest that the transducer accepts, found shortest first as the trie finds them, so scores,
-//! ties and ids come out the same (checked on every text of the
-//! evaluation set by `tokenize_matches_the_reference` below, and by the bench's figures).
+//! ties and ids come out the same (checked against the crate on every text of the evaluation
+//! set by `tokenize_matches_the_reference` below).
 //! Normalizer, pre-tokenizer, post-processor and added tokens are the `tokenizers` crate's own,
 //! read from the same file; models other than Unigram are used as the crate loads them.
 
@@ -31,7 +31,7 @@ pub type Tokenizer = TokenizerImpl<
     DecoderWrapper,
 >;
 
-/// What a unknown character costs below the rarest piece (sentencepiece's and the crate's value).
+/// What an unknown character costs below the rarest piece (sentencepiece's and the crate's value).
 const UNK_PENALTY: f64 = 10.0;
 
 /// Loads tokenizer.json.
@@ -102,7 +102,7 @@ pub enum Vocabulary {
     Other(Box<ModelWrapper>),
 }
 
-/// Unigram pieces in one map, searched by text (see the module doc).
+/// Unigram pieces and their scores, with a transducer from piece to id (see the module doc).
 pub struct CompactUnigram {
     /// Id -> (piece, log probability).
     pieces: Vec<(Box<str>, f64)>,
