@@ -109,31 +109,31 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
     let mut noise = Noise(0x9E37_79B9_7F4A_7C15);
     // Copies are stored as documents of CHUNKS_PER_DOCUMENT chunks, as manuals and FAQ files
     // are: a 100,000-chunk knowledge base is a few thousand documents, not 100,000 of them.
+    let indices: Vec<usize> = (0..rows.len()).collect();
     let mut stored = 0;
     let mut copy = 0;
     while stored < args.chunks {
         let mut batch = Vec::new();
-        for (start, part) in (0..rows.len()).step_by(CHUNKS_PER_DOCUMENT).enumerate() {
-            let end = (part + CHUNKS_PER_DOCUMENT).min(rows.len());
-            let mut chunks = Vec::new();
-            for i in part..end {
-                if stored == args.chunks {
-                    break;
-                }
-                let dense = if copy == 0 {
-                    vectors[i].clone()
-                } else {
-                    perturbed(&vectors[i], &mut noise, 0.02)
-                };
-                chunks.push((texts[i].clone(), dense));
-                stored += 1;
-            }
-            if chunks.is_empty() {
+        for (number, group) in indices.chunks(CHUNKS_PER_DOCUMENT).enumerate() {
+            let take = group.len().min(args.chunks - stored);
+            if take == 0 {
                 break;
             }
+            let chunks = group[..take]
+                .iter()
+                .map(|&i| {
+                    let dense = if copy == 0 {
+                        vectors[i].clone()
+                    } else {
+                        perturbed(&vectors[i], &mut noise, 0.02)
+                    };
+                    (texts[i].clone(), dense)
+                })
+                .collect();
+            stored += take;
             batch.push(ImportedDocument {
-                name: format!("{copy}-{start}.md"),
-                title: rows[part].title.clone(),
+                name: format!("{copy}-{number}.md"),
+                title: rows[group[0]].title.clone(),
                 metadata: Metadata::new(),
                 chunks,
             });
