@@ -3,10 +3,11 @@
 //! A **Document** is an uploaded file, a **Chunk** a span of it, a **Hit** a chunk with a
 //! relevance score. These are plain data; the service in `kb.rs` gives them behaviour.
 
-use crate::error::ErrorCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+use crate::error::ErrorCode;
 
 /// User metadata: flat keys to JSON values, returned with every chunk and usable in filters.
 pub type Metadata = serde_json::Map<String, serde_json::Value>;

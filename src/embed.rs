@@ -287,7 +287,6 @@ async fn submit(
         .map_err(|_| anyhow::anyhow!("an embedding worker stopped mid-batch"))?
 }
 
-/// A thread owning one session, serving jobs from `jobs` until every sender is gone.
 /// How a worker thread competes for the cores. Questions are waited on by a person (and by
 /// WeChat's 5-second clock); bulk embedding is not: passage workers run at a lower scheduling
 /// priority, so a question finds a core even while every core embeds an upload.
@@ -325,6 +324,7 @@ impl Priority {
     }
 }
 
+/// A thread owning one session, serving jobs from `jobs` until every sender is gone.
 fn spawn_worker(
     name: &str,
     priority: Priority,
