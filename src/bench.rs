@@ -94,15 +94,26 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         .into_iter()
         .map(|q| q.question)
         .collect();
-    embedding(&config, &texts, &questions).await?;
+    // The store comes first, so that its memory readings are what a server holding it needs:
+    // the embedding figures load extra embedders side by side, and the allocator keeps some of
+    // what they free.
+    store(config.clone(), &args, &rows, &texts).await?;
+    embedding(&config, &texts, &questions).await
+}
 
-    // From here on, the peak is what a server holding this store needs (the embedding figures
-    // above loaded extra embedders side by side).
+/// Fills a store of `args.chunks` chunks and measures retrieval on it, one question at a time
+/// and through `/dify/retrieval` under load, and the memory it takes.
+async fn store(
+    config: Config,
+    args: &BenchArgs,
+    rows: &[Row],
+    texts: &[String],
+) -> anyhow::Result<()> {
     reset_peak_memory();
-    let embedder = Embedder::load(&config)?;
     let (_data, service) = scratch_service(config, KB).await?;
+    let loaded_mb = memory_mb("VmRSS");
     let started = Instant::now();
-    let vectors = embedder.embed_passages(texts.clone()).await?;
+    let vectors = service.embedder().embed_passages(texts.to_vec()).await?;
     let embed_seconds = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
@@ -142,6 +153,9 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         copy += 1;
     }
     let fill_seconds = started.elapsed().as_secs_f64();
+    let filled_mb = memory_mb("VmRSS");
+    let filled_heap_mb = memory_mb("RssAnon");
+    let fill_peak_mb = memory_mb("VmHWM");
 
     let queries: Vec<Query> = read_jsonl(&args.queries)?;
     let mut latencies = Vec::with_capacity(queries.len());
@@ -175,11 +189,17 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         "/dify/retrieval over HTTP, {} clients x {} requests: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, {:.1} requests/s, {} errors",
         args.clients, args.requests, dify.p50, dify.p95, dify.p99, dify.throughput, dify.errors
     );
-    match peak_memory_mb() {
-        Some(mb) => println!(
-            "peak resident memory while filling and serving the {stored}-chunk store (embedder loaded): {mb:.0} MB"
+    match (
+        loaded_mb,
+        filled_mb,
+        filled_heap_mb,
+        fill_peak_mb,
+        memory_mb("VmHWM"),
+    ) {
+        (Some(loaded), Some(filled), Some(heap), Some(fill_peak), Some(peak)) => println!(
+            "resident memory: {loaded:.0} MB with the model loaded and the store empty; {filled:.0} MB once the {stored} chunks are stored ({heap:.0} MB of it heap, the rest mapped files; peak {fill_peak:.0} MB while filling); peak {peak:.0} MB while filling and serving"
         ),
-        None => println!("peak resident memory: n/a (no /proc/self/status)"),
+        _ => println!("resident memory: n/a (no /proc/self/status)"),
     }
     Ok(())
 }
@@ -394,10 +414,13 @@ fn reset_peak_memory() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// Peak resident memory (VmHWM) in MB, where the kernel reports it.
-fn peak_memory_mb() -> Option<f64> {
+/// A memory figure of this process in MB, where the kernel reports it: `VmRSS` (resident now)
+/// or `VmHWM` (peak resident since start or the last reset).
+fn memory_mb(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status
+        .lines()
+        .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }

@@ -377,8 +377,9 @@ pub struct WeChatConfig {
     pub max_image_bytes: usize,
 }
 
-/// Where chunks and their vectors live (`[storage]`). The catalog (document records) stays in
-/// `data_dir` with either backend; `lore migrate` moves a knowledge base between backends.
+/// Where chunks and their vectors live (`[storage]`), and with them the catalog (document
+/// records): files in `data_dir` beside the embedded store, records beside the chunks on a
+/// Qdrant server. `lore migrate` moves knowledge bases between backends.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
@@ -413,6 +414,9 @@ pub struct QdrantConfig {
     /// How long a lore instance holds a document's write lease; another instance may take the
     /// document over after that (a crashed writer must not block it forever).
     pub lease_ms: u64,
+    /// How often each instance re-reads the shared catalog (knowledge bases and document
+    /// records), in milliseconds: changes made through another instance show within this.
+    pub catalog_refresh_ms: u64,
 }
 
 impl Default for QdrantConfig {
@@ -424,6 +428,7 @@ impl Default for QdrantConfig {
             timeout_ms: 30_000,
             connect_timeout_ms: 5_000,
             lease_ms: 600_000,
+            catalog_refresh_ms: 1_000,
         }
     }
 }

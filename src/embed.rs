@@ -25,6 +25,7 @@ use ort::value::Tensor;
 use tokio::sync::oneshot;
 
 use crate::config::Config;
+use crate::priority::Priority;
 
 /// Files a model folder must hold.
 const MODEL_FILES: [&str; 2] = ["model.onnx", "tokenizer.json"];
@@ -285,43 +286,6 @@ async fn submit(
     answer
         .await
         .map_err(|_| anyhow::anyhow!("an embedding worker stopped mid-batch"))?
-}
-
-/// How a worker thread competes for the cores. Questions are waited on by a person (and by
-/// WeChat's 5-second clock); bulk embedding is not: passage workers run at a lower scheduling
-/// priority, so a question finds a core even while every core embeds an upload.
-#[derive(Clone, Copy)]
-enum Priority {
-    Normal,
-    Background,
-}
-
-/// The nice value of background workers: the scheduler then gives a normal thread ~10 times
-/// their share of a contended core, while idle cores still go to them in full.
-const BACKGROUND_NICE: libc::c_int = 10;
-
-impl Priority {
-    /// Applies to the calling thread (on Linux, nice values are per thread; elsewhere this
-    /// does nothing). Failing to lower a priority costs only latency: logged, not fatal.
-    fn apply(self) {
-        #[cfg(target_os = "linux")]
-        if let Self::Background = self {
-            // SAFETY: plain system calls on the calling thread's own id; no memory is shared.
-            let result = unsafe {
-                libc::setpriority(
-                    libc::PRIO_PROCESS,
-                    libc::gettid() as libc::id_t,
-                    BACKGROUND_NICE,
-                )
-            };
-            if result != 0 {
-                tracing::debug!(
-                    error = %std::io::Error::last_os_error(),
-                    "cannot lower the priority of an embedding worker"
-                );
-            }
-        }
-    }
 }
 
 /// A thread owning one session, serving jobs from `jobs` until every sender is gone.

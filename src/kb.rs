@@ -14,7 +14,7 @@ use crate::answer::Message;
 use crate::answer::chat::ChatClient;
 use crate::answer::respond::{Reply, ReplyEvent, Responder};
 use crate::catalog::{Catalog, write_atomically};
-use crate::config::Config;
+use crate::config::{Config, StorageBackend};
 use crate::document::{Chunk, DocumentRecord, DocumentStatus, Hit, KbInfo, Metadata};
 use crate::embed::Embedder;
 use crate::error::{Error, ErrorCode, Result};
@@ -90,7 +90,9 @@ const MAX_DEADLINE_MS: u64 = 300_000;
 pub struct KnowledgeBase {
     config: Config,
     responder: Arc<Responder>,
-    catalog: Arc<Catalog>,
+    catalog: Arc<dyn Catalog>,
+    /// `{data_dir}/kbs`: each knowledge base's folder (uploads kept until ingested, settings).
+    kbs_root: PathBuf,
     store: Arc<dyn VectorStore>,
     embedder: Embedder,
     keywords: Keywords,
@@ -111,8 +113,7 @@ impl KnowledgeBase {
             tokio::task::spawn_blocking(move || Embedder::load(&config)).await??
         };
         let kbs_root = config.data_dir.join("kbs");
-        let catalog = Arc::new(Catalog::open(&kbs_root)?);
-        let store = crate::store::open(&config.storage, &kbs_root).await?;
+        let (store, catalog) = crate::catalog::open(&config.storage, &kbs_root).await?;
         let splitter = Splitter::new(embedder.tokenizer(), &config.chunking);
         let (queue, jobs) = IngestQueue::new();
         let chat = ChatClient::new(&config.llm)?;
@@ -121,6 +122,7 @@ impl KnowledgeBase {
             responder,
             config,
             catalog,
+            kbs_root,
             store,
             embedder,
             keywords: Keywords::new()?,
@@ -136,6 +138,11 @@ impl KnowledgeBase {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The loaded model, shared: benchmarks embed with it rather than loading a second copy.
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
     }
 
     // ---- knowledge bases ----
@@ -193,7 +200,7 @@ impl KnowledgeBase {
     /// (they go when it is deleted).
     pub fn kb_dir(&self, kb: &str) -> Result<std::path::PathBuf> {
         self.catalog.kb(kb)?;
-        Ok(self.catalog.kb_dir(kb))
+        Ok(self.kbs_root.join(kb))
     }
 
     pub async fn delete_kb(&self, kb: &str) -> Result<()> {
@@ -202,7 +209,7 @@ impl KnowledgeBase {
         let id = kb.to_owned();
         blocking(move || catalog.remove_kb(&id)).await?;
         self.store.drop_kb(kb).await.map_err(Error::internal)?;
-        let dir = self.catalog.kb_dir(kb);
+        let dir = self.kbs_root.join(kb);
         blocking(move || {
             if dir.exists() {
                 std::fs::remove_dir_all(&dir)?;
@@ -257,46 +264,73 @@ impl KnowledgeBase {
             });
         }
         let now = Utc::now();
-        let previous = existing.as_ref();
-        let pending_version = previous
-            .map(|d| d.version.max(d.pending_version))
-            .unwrap_or_default()
-            + 1;
-        let record = DocumentRecord {
-            id: id.clone(),
-            name: name.clone(),
-            size_bytes,
-            sha256,
-            status: if refusal.is_some() {
-                DocumentStatus::Failed
-            } else {
-                DocumentStatus::Queued
-            },
-            error: refusal.as_ref().map(|e| e.message().to_owned()),
-            error_code: refusal.as_ref().map(Error::code),
-            chunk_count: previous.map(|d| d.chunk_count).unwrap_or_default(),
-            chunks_done: 0,
-            metadata,
-            version: previous.map(|d| d.version).unwrap_or_default(),
-            pending_version,
-            created_at: previous.map(|d| d.created_at).unwrap_or(now),
-            updated_at: now,
+        let status = if refusal.is_some() {
+            DocumentStatus::Failed
+        } else {
+            DocumentStatus::Queued
         };
+        let (error_code, error) = refusal
+            .as_ref()
+            .map(|e| (e.code(), e.message().to_owned()))
+            .unzip();
+        // The new record follows the current one, read again where it is stored: with a
+        // catalog shared by several instances, another one may have changed it meanwhile.
+        let record_id = id.clone();
+        let mut next = move |previous: Option<&DocumentRecord>| -> Option<DocumentRecord> {
+            Some(DocumentRecord {
+                id: record_id.clone(),
+                name: name.clone(),
+                size_bytes,
+                sha256: sha256.clone(),
+                status,
+                error: error.clone(),
+                error_code,
+                chunk_count: previous.map(|d| d.chunk_count).unwrap_or_default(),
+                chunks_done: 0,
+                metadata: metadata.clone(),
+                version: previous.map(|d| d.version).unwrap_or_default(),
+                pending_version: previous
+                    .map(|d| d.version.max(d.pending_version))
+                    .unwrap_or_default()
+                    + 1,
+                created_at: previous.map(|d| d.created_at).unwrap_or(now),
+                updated_at: now,
+            })
+        };
+        let expected = next(existing.as_ref())
+            .map(|r| r.pending_version)
+            .unwrap_or(1);
+        let dir = self.files_dir(kb);
+        // The bytes are on disk before a record names them (a crash cannot lose an acknowledged
+        // upload), under the version the record is expected to get.
         if refusal.is_none() {
-            let dir = self.files_dir(kb);
-            let file = file_name(&id, pending_version);
-            let bytes = upload.bytes;
+            let (dir, file, bytes) = (dir.clone(), file_name(&id, expected), upload.bytes);
             blocking(move || write_atomically(&dir, &file, &bytes).map_err(Error::internal))
                 .await?;
         }
         let catalog = Arc::clone(&self.catalog);
-        let (kb_id, doc_id, stored) = (kb.to_owned(), id.clone(), record.clone());
-        blocking(move || catalog.update_document(&kb_id, &doc_id, |_| Some(stored))).await?;
+        let (kb_id, doc_id) = (kb.to_owned(), id.clone());
+        let record = blocking(move || catalog.update_document(&kb_id, &doc_id, &mut next))
+            .await?
+            .ok_or_else(|| Error::internal(anyhow::anyhow!("an upload's record was not stored")))?;
+        if refusal.is_none() && record.pending_version != expected {
+            // Another instance took that version first: the file follows the record.
+            let (from, to) = (
+                file_name(&id, expected),
+                file_name(&id, record.pending_version),
+            );
+            blocking(move || {
+                std::fs::rename(dir.join(from), dir.join(to))?;
+                Ok(())
+            })
+            .await?;
+        }
         if refusal.is_none() {
             self.queue
                 .push(Job {
                     kb: kb.to_owned(),
                     document_id: id,
+                    version: record.pending_version,
                 })
                 .await?;
         }
@@ -393,7 +427,7 @@ impl KnowledgeBase {
         self.catalog.document(kb, id)?;
         let catalog = Arc::clone(&self.catalog);
         let (kb_id, doc_id) = (kb.to_owned(), id.to_owned());
-        blocking(move || catalog.update_document(&kb_id, &doc_id, |_| None)).await?;
+        blocking(move || catalog.update_document(&kb_id, &doc_id, &mut |_| None)).await?;
         self.store
             .delete_document(kb, id)
             .await
@@ -547,10 +581,21 @@ impl KnowledgeBase {
         let Ok(record) = self.catalog.document(&job.kb, &job.document_id) else {
             return Ok(()); // deleted since it was queued
         };
+        if record.pending_version != job.version {
+            // Replaced by a newer upload before its turn: its bytes are not needed.
+            let upload = self
+                .files_dir(&job.kb)
+                .join(file_name(&job.document_id, job.version));
+            return blocking(move || match std::fs::remove_file(upload) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err.into()),
+                _ => Ok(()),
+            })
+            .await;
+        }
         if record.status != DocumentStatus::Queued {
             return Ok(());
         }
-        let version = record.pending_version;
+        let version = job.version;
         self.set_status(job, version, DocumentStatus::Processing, None)
             .await?;
         match self.build_version(job, &record).await {
@@ -652,7 +697,7 @@ impl KnowledgeBase {
         let catalog = Arc::clone(&self.catalog);
         let (kb, id) = (job.kb.clone(), job.document_id.clone());
         let updated = blocking(move || {
-            catalog.update_document(&kb, &id, |current| {
+            catalog.update_document(&kb, &id, &mut |current| {
                 let mut record = current?.clone();
                 if record.pending_version == version {
                     record.version = version;
@@ -691,11 +736,11 @@ impl KnowledgeBase {
         let catalog = Arc::clone(&self.catalog);
         let (kb, id) = (job.kb.clone(), job.document_id.clone());
         blocking(move || {
-            catalog.update_document(&kb, &id, |current| {
+            catalog.update_document(&kb, &id, &mut |current| {
                 let mut record = current?.clone();
                 if record.pending_version == version {
                     record.status = status;
-                    (record.error_code, record.error) = error.unzip();
+                    (record.error_code, record.error) = error.clone().unzip();
                     record.updated_at = Utc::now();
                 }
                 Some(record)
@@ -705,34 +750,47 @@ impl KnowledgeBase {
         Ok(())
     }
 
-    /// Puts documents a previous run left queued or processing back in the queue.
+    /// Puts documents a previous run left queued or processing back in the queue. With a
+    /// shared catalog, only those whose upload is in this instance's data directory: the others
+    /// are another instance's to finish.
     async fn requeue_unfinished(&self) -> anyhow::Result<()> {
+        let shared = self.config.storage.backend == StorageBackend::Qdrant;
         for kb in self.catalog.list_kbs()? {
             for record in self.catalog.documents(&kb.id)? {
-                if matches!(
+                let unfinished = matches!(
                     record.status,
                     DocumentStatus::Queued | DocumentStatus::Processing
-                ) {
-                    self.catalog
-                        .update_document(&kb.id, &record.id, |current| {
-                            let mut record = current?.clone();
-                            record.status = DocumentStatus::Queued;
-                            Some(record)
-                        })?;
-                    self.queue
-                        .push(Job {
-                            kb: kb.id.clone(),
-                            document_id: record.id,
-                        })
-                        .await?;
+                );
+                let upload = self
+                    .files_dir(&kb.id)
+                    .join(file_name(&record.id, record.pending_version));
+                if !unfinished || (shared && !upload.exists()) {
+                    continue;
                 }
+                let catalog = Arc::clone(&self.catalog);
+                let (kb_id, id) = (kb.id.clone(), record.id.clone());
+                blocking(move || {
+                    catalog.update_document(&kb_id, &id, &mut |current| {
+                        let mut record = current?.clone();
+                        record.status = DocumentStatus::Queued;
+                        Some(record)
+                    })
+                })
+                .await?;
+                self.queue
+                    .push(Job {
+                        kb: kb.id.clone(),
+                        document_id: record.id,
+                        version: record.pending_version,
+                    })
+                    .await?;
             }
         }
         Ok(())
     }
 
     fn files_dir(&self, kb: &str) -> PathBuf {
-        self.catalog.kb_dir(kb).join("files")
+        self.kbs_root.join(kb).join("files")
     }
 
     /// Removes stored upload files of a document, except the one of version `keep`.

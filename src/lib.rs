@@ -33,6 +33,8 @@ pub mod kb;
 pub mod metrics;
 /// `lore migrate`: copies knowledge bases between the embedded store and a Qdrant server.
 pub mod migrate;
+/// Scheduling priority of background threads.
+pub(crate) mod priority;
 /// Keyword vectors and score fusion.
 pub mod search;
 /// Chunk storage behind `VectorStore`: the embedded Qdrant Edge engine or a Qdrant server.

@@ -1,19 +1,20 @@
 //! `lore migrate`: copies knowledge bases from the configured store to the other backend
 //! (embedded Qdrant Edge <-> Qdrant server), stored vectors and all, so nothing is re-embedded.
 //!
-//! The catalog (document records) is backend-neutral and lives in the data directory, so in
-//! place (the usual case) only the chunks move; then `storage.backend` is switched. With
-//! `--to-data-dir`, each knowledge base's folder (catalog, kept uploads, settings) is copied
-//! too, so the target directory is complete. The data directory is locked for the whole copy,
-//! so no server writes while it runs.
+//! Each backend keeps its own catalog (files beside the embedded store, records beside the
+//! chunks on a Qdrant server), so the document records are copied with the chunks. In place
+//! (the usual case) `storage.backend` is switched afterwards; with `--to-data-dir`, each knowledge
+//! base's folder (kept uploads, settings) is copied too, so the target directory is complete.
+//! The data directory is locked for the whole copy, so no server writes while it runs.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 
 use crate::catalog::Catalog;
 use crate::config::{Config, StorageBackend};
-use crate::store::{self, VectorStore};
+use crate::store::VectorStore;
 
 /// Chunks per export page and import call.
 const PAGE: usize = 256;
@@ -25,7 +26,7 @@ pub struct MigrateArgs {
     pub to: StorageBackend,
     /// Knowledge bases to copy; all when empty.
     pub kbs: Vec<String>,
-    /// Another data directory for the target (its catalog gets copies of the records).
+    /// Another data directory for the target (kept uploads and settings are copied too).
     pub to_data_dir: Option<PathBuf>,
 }
 
@@ -58,8 +59,12 @@ pub async fn run(config: Config, args: MigrateArgs) -> anyhow::Result<Vec<Copied
     };
     let source_root = config.data_dir.join("kbs");
     let target_root = target_dir.join("kbs");
-    let catalog = Catalog::open(&source_root)?;
-    let known: Vec<String> = catalog.list_kbs()?.into_iter().map(|kb| kb.id).collect();
+    let (source, source_catalog) = crate::catalog::open(&config.storage, &source_root).await?;
+    let known: Vec<String> = source_catalog
+        .list_kbs()?
+        .into_iter()
+        .map(|kb| kb.id)
+        .collect();
     let kbs = if args.kbs.is_empty() {
         known
     } else {
@@ -72,10 +77,9 @@ pub async fn run(config: Config, args: MigrateArgs) -> anyhow::Result<Vec<Copied
         }
         args.kbs.clone()
     };
-    let source = store::open(&config.storage, &source_root).await?;
     let mut target_config = config.storage.clone();
     target_config.backend = args.to;
-    let target = store::open(&target_config, &target_root).await?;
+    let (target, target_catalog) = crate::catalog::open(&target_config, &target_root).await?;
 
     let mut copied = Vec::with_capacity(kbs.len());
     for kb in kbs {
@@ -83,10 +87,34 @@ pub async fn run(config: Config, args: MigrateArgs) -> anyhow::Result<Vec<Copied
             copy_kb_folder(&source_root.join(&kb), &target_root.join(&kb))?;
         }
         let chunks = copy_kb(source.as_ref(), target.as_ref(), &kb).await?;
+        copy_records(&source_catalog, &target_catalog, &kb).await?;
         tracing::info!(kb, chunks, to = ?args.to, "knowledge base copied");
         copied.push(Copied { kb, chunks });
     }
     Ok(copied)
+}
+
+/// Copies a knowledge base's catalog entry (its description and every document's record),
+/// replacing what the target catalog had for it.
+async fn copy_records(
+    source: &Arc<dyn Catalog>,
+    target: &Arc<dyn Catalog>,
+    kb: &str,
+) -> anyhow::Result<()> {
+    let info = source.kb(kb)?;
+    let records = source.documents(kb)?;
+    let target = Arc::clone(target);
+    let kb = kb.to_owned();
+    // Catalog writes block (files, or calls to the server).
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        if target.kb(&kb).is_ok() {
+            target.remove_kb(&kb)?;
+        }
+        target.insert_kb(info)?;
+        target.insert_documents(&kb, records)?;
+        Ok(())
+    })
+    .await?
 }
 
 /// Copies one knowledge base's stored chunks, replacing whatever the target held for it, and
@@ -142,15 +170,15 @@ fn same_path(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Copies a knowledge base's folder (catalog, kept uploads, settings) but not the embedded
-/// engine's shard, which the store copy writes.
+/// Copies a knowledge base's folder (kept uploads, settings) but not the embedded engine's
+/// shard, which the store copy writes, nor the catalog file, which the target catalog writes.
 fn copy_kb_folder(from: &Path, to: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(
         !to.join("catalog.json").exists(),
         "{} already holds a knowledge base; remove it or choose another --to-data-dir",
         to.display()
     );
-    copy_dir(from, to, &["shard"])
+    copy_dir(from, to, &["shard", "catalog.json"])
 }
 
 fn copy_dir(from: &Path, to: &Path, skip: &[&str]) -> anyhow::Result<()> {

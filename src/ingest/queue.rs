@@ -19,6 +19,9 @@ const CAPACITY: usize = 10_000;
 pub struct Job {
     pub kb: String,
     pub document_id: String,
+    /// The version this upload was recorded as: with a shared catalog the record may name a
+    /// newer one by the time the job runs (uploaded through another instance, which ingests it).
+    pub version: u64,
 }
 
 /// The sending side, held by the service.

@@ -2,41 +2,31 @@
 //! knowledge base.
 //!
 //! A trait because two real backends exist: the embedded Qdrant Edge engine (default) and a
-//! Qdrant server (scale-out). Both keep the same layout, so moving a knowledge base between them
-//! changes config only:
+//! Qdrant server (scale-out). Both keep the same layout, so a knowledge base moves between them
+//! without re-embedding (`lore migrate`):
 //! - named vectors `dense` (cosine) and `keyword` (sparse BM25 weights, IDF applied by the engine);
 //! - payload `document_id`, `document_name`, `title`, `chunk_index`, `heading_path`, `text`,
 //!   `version`, and the user's `metadata` object (flat keys).
 //!
-//! Replacing a document writes its new version's chunks first, then deletes every other version.
-//! Readers only accept chunks of the version the catalog names as current, so they see the old
-//! document or the new one, never a mix, even between the two steps or after a crash there.
+//! Replacing a document writes its new version's chunks first, then deletes its older versions
+//! (never newer ones: with several instances on one server, a late replacement must not delete
+//! the chunks of a newer version that another instance stored meanwhile). Readers only accept
+//! chunks of the version the catalog names as current, so they see the old document or the new
+//! one, never a mix, even between the two steps or after a crash there.
 //!
 //! The contract is tested once, against every backend, in `tests/api/store.rs`.
 
 pub mod embedded;
+mod optimizer;
 pub mod qdrant;
-
-use std::path::Path;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::config::{StorageBackend, StorageConfig};
 use crate::document::Chunk;
 
 pub use embedded::EmbeddedStore;
 pub use qdrant::QdrantStore;
-
-/// The store the configuration names: the embedded engine under `kbs_root`
-/// (`{data_dir}/kbs`), or a Qdrant server (checked to answer before this returns).
-pub async fn open(config: &StorageConfig, kbs_root: &Path) -> anyhow::Result<Arc<dyn VectorStore>> {
-    Ok(match config.backend {
-        StorageBackend::Embedded => Arc::new(EmbeddedStore::new(kbs_root)),
-        StorageBackend::Qdrant => Arc::new(QdrantStore::connect(&config.qdrant).await?),
-    })
-}
 
 /// Name of the dense vector in every collection.
 pub const DENSE: &str = "dense";
@@ -103,7 +93,7 @@ pub trait VectorStore: Send + Sync + 'static {
     async fn create_kb(&self, kb: &str, dimension: usize) -> anyhow::Result<()>;
     /// Removes a knowledge base's collection and everything in it.
     async fn drop_kb(&self, kb: &str) -> anyhow::Result<()>;
-    /// Stores `chunks` as `version` of a document, then removes its other versions.
+    /// Stores `chunks` as `version` of a document, then removes its older versions.
     async fn replace_document(
         &self,
         kb: &str,

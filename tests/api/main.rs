@@ -21,5 +21,6 @@ mod startup;
 mod store;
 mod store_compose;
 mod store_migrate;
+mod store_replicas;
 mod web;
 mod wechat;

@@ -144,3 +144,30 @@ async fn passage_workers_yield_the_cores_to_questions() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Index building is bulk work too: the embedded store's optimizer thread runs below the
+/// priority of the thread that answers questions.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_store_builds_its_indexes_at_background_priority() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _store = lore::store::EmbeddedStore::new(dir.path());
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("/proc");
+    let own: i64 = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(16))
+        .and_then(|n| n.parse().ok())
+        .expect("own nice value");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let optimizers = nice_values("lore-optimize");
+        if !optimizers.is_empty() && optimizers.iter().all(|&n| n > own) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "optimizer threads at nice {optimizers:?}, questions at {own}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

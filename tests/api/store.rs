@@ -223,7 +223,7 @@ async fn insert_read_delete_and_restart() {
 }
 
 #[tokio::test]
-async fn replacing_a_document_leaves_only_the_new_version() {
+async fn replacing_a_document_leaves_only_the_new_version_and_never_deletes_a_newer_one() {
     for place in places().await {
         let name = place.name();
         let store = place.open().await;
@@ -274,7 +274,17 @@ async fn replacing_a_document_leaves_only_the_new_version() {
             2,
             "{name}"
         );
-        // An empty new version removes the document's chunks.
+        // A late replacement by an older version leaves the newer one alone.
+        let late = (0..3)
+            .map(|i| chunk("doc", i, [1.0, 0.0, i as f32, 0.0], &[5], json!({})))
+            .collect();
+        store.replace_document("kb2", "doc", 1, late).await.unwrap();
+        assert_eq!(
+            store.document_chunks("kb2", "doc", 2).await.unwrap().len(),
+            2,
+            "{name}: an older version deleted the newer one"
+        );
+        // An empty new version removes the document's chunks, of every older version.
         store
             .replace_document("kb2", "doc", 3, Vec::new())
             .await
@@ -569,7 +579,8 @@ async fn export_and_import_copy_every_point_with_its_vectors() {
 }
 
 /// Two lore instances on one Qdrant: while one holds a document's write lease, the other's
-/// replacement of that document is refused; an expired lease can be taken over.
+/// replacement of that document waits (refused after `lease_ms`); an expired lease can be
+/// taken over.
 #[tokio::test]
 async fn a_document_is_written_by_one_instance_at_a_time() {
     for place in places().await {
@@ -586,7 +597,14 @@ async fn a_document_is_written_by_one_instance_at_a_time() {
             "{name}: a holder may renew"
         );
         assert!(!second.try_lease("kb5", "doc").await.unwrap(), "{name}");
-        let refused = second
+        // A replacement waits for the holder, at most `lease_ms`: then it is refused.
+        let impatient = QdrantStore::connect(&QdrantConfig {
+            lease_ms: 300,
+            ..config.clone()
+        })
+        .await
+        .unwrap();
+        let refused = impatient
             .replace_document(
                 "kb5",
                 "doc",
@@ -609,16 +627,26 @@ async fn a_document_is_written_by_one_instance_at_a_time() {
             )
             .await
             .unwrap();
+        let waiting = {
+            let second = QdrantStore::connect(config).await.unwrap();
+            tokio::spawn(async move {
+                second
+                    .replace_document(
+                        "kb5",
+                        "doc",
+                        1,
+                        vec![chunk("doc", 0, [1.0, 0.0, 0.0, 0.0], &[], json!({}))],
+                    )
+                    .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !waiting.is_finished(),
+            "{name}: written while the lease was held"
+        );
         first.release_lease("kb5", "doc").await.unwrap();
-        second
-            .replace_document(
-                "kb5",
-                "doc",
-                1,
-                vec![chunk("doc", 0, [1.0, 0.0, 0.0, 0.0], &[], json!({}))],
-            )
-            .await
-            .unwrap();
+        waiting.await.unwrap().unwrap();
         // The lease is given back after a replacement, and lease points are not chunks.
         assert!(first.try_lease("kb5", "doc").await.unwrap(), "{name}");
         first.release_lease("kb5", "doc").await.unwrap();

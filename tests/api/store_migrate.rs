@@ -231,7 +231,7 @@ async fn migrate_both_ways_keeps_search_results() {
     // Clean up a real server.
     let mut config = Config::load(Some(Path::new("/dev/null"))).expect("config");
     on_qdrant(&mut config, &first, &qdrant);
-    let store = lore::store::open(&config.storage, &first.join("kbs"))
+    let (store, _) = lore::catalog::open(&config.storage, &first.join("kbs"))
         .await
         .unwrap();
     store.drop_kb(KB).await.unwrap();

@@ -14,14 +14,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use qdrant_client::Qdrant;
 use qdrant_client::qdrant::{
-    DeletePoints, Filter, GetPoints, NamedVectors, PointStruct, UpsertPoints, WriteOrdering,
-    WriteOrderingType,
+    DeletePoints, Filter, GetPoints, NamedVectors, PointStruct, UpsertPoints,
 };
 use serde_json::json;
 use uuid::Uuid;
 
 use super::filter::to_grpc;
 use super::points::uuid_id;
+use super::strong;
 
 /// Payload key that marks lease points (and keeps them out of exports).
 pub const LEASE_OF: &str = "lease_of";
@@ -38,12 +38,6 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or_default()
-}
-
-fn strong() -> Option<WriteOrdering> {
-    Some(WriteOrdering {
-        r#type: WriteOrderingType::Strong as i32,
-    })
 }
 
 /// Takes the lease on `document_id` for `owner`, or returns the current holder's id when

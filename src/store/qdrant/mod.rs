@@ -20,6 +20,7 @@
 pub mod filter;
 mod lease;
 mod points;
+pub mod records;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -110,6 +111,11 @@ impl QdrantStore {
         lease::release(&self.client, &self.collection(kb), document_id, &self.owner).await
     }
 
+    /// The catalog records kept beside the chunks (see `records`).
+    pub fn records(&self) -> records::Records {
+        records::Records::new(self.client.clone(), self.prefix.clone())
+    }
+
     /// The collection of a knowledge base.
     pub fn collection(&self, kb: &str) -> String {
         format!("{}{kb}", self.prefix)
@@ -151,6 +157,7 @@ impl QdrantStore {
             ("document_id", FieldType::Keyword),
             ("version", FieldType::Integer),
             (lease::LEASE_OF, FieldType::Keyword),
+            (records::CATALOG, FieldType::Keyword),
         ] {
             self.client
                 .create_field_index(CreateFieldIndexCollection {
@@ -215,8 +222,10 @@ impl QdrantStore {
             .collect();
         self.upsert(collection, points).await?;
         let stale = filter::to_grpc(&json!({
-            "must": [{ "key": "document_id", "match": { "value": document_id } }],
-            "must_not": [{ "key": "version", "match": { "value": version } }],
+            "must": [
+                { "key": "document_id", "match": { "value": document_id } },
+                { "key": "version", "range": { "lt": version } },
+            ],
         }))?;
         self.delete_where(collection, stale).await
     }
@@ -314,19 +323,30 @@ impl VectorStore for QdrantStore {
         chunks: Vec<StoredChunk>,
     ) -> anyhow::Result<()> {
         let collection = self.collection(kb);
-        let taken = lease::acquire(
-            &self.client,
-            &collection,
-            document_id,
-            &self.owner,
-            self.lease_ttl,
-        )
-        .await?;
-        if let Err(holder) = taken {
-            anyhow::bail!(
-                "document '{document_id}' of '{kb}' is being written by another lore instance \
-                 ({holder}); try again when it is done"
-            );
+        // Another instance writing this document (two uploads of one file through two
+        // instances) is waited for, at most as long as a holder may keep the lease.
+        let deadline = tokio::time::Instant::now() + self.lease_ttl;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let taken = lease::acquire(
+                &self.client,
+                &collection,
+                document_id,
+                &self.owner,
+                self.lease_ttl,
+            )
+            .await?;
+            match taken {
+                Ok(()) => break,
+                Err(_) if tokio::time::Instant::now() + pause < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(holder) => anyhow::bail!(
+                    "document '{document_id}' of '{kb}' has been written by another lore \
+                     instance ({holder}) for longer than lease_ms; try again when it is done"
+                ),
+            }
         }
         let written = self
             .write_version(&collection, document_id, version, chunks)
@@ -470,9 +490,12 @@ impl VectorStore for QdrantStore {
         limit: usize,
     ) -> anyhow::Result<ExportPage> {
         let collection = self.collection(kb);
-        // Lease points are bookkeeping, not chunks.
+        // Lease and catalog points are bookkeeping, not chunks.
         let chunks_only = filter::to_grpc(&json!({
-            "must": [{ "is_empty": { "key": lease::LEASE_OF } }]
+            "must": [
+                { "is_empty": { "key": lease::LEASE_OF } },
+                { "is_empty": { "key": records::CATALOG } },
+            ]
         }))?;
         let page = self
             .client

@@ -187,6 +187,24 @@ struct CollectionsService(Arc<Engine>);
 
 service! {
     impl Collections for CollectionsService {
+        async fn list(
+            &self,
+            _request: Request<grpc::ListCollectionsRequest>,
+        ) -> Result<Response<grpc::ListCollectionsResponse>, Status> {
+            let collections = self
+                .0
+                .shards
+                .lock()
+                .map_err(|_| Status::internal("poisoned"))?
+                .keys()
+                .map(|name| grpc::CollectionDescription { name: name.clone() })
+                .collect();
+            Ok(Response::new(grpc::ListCollectionsResponse {
+                collections,
+                time: 0.0,
+            }))
+        }
+
         async fn collection_exists(
             &self,
             request: Request<grpc::CollectionExistsRequest>,
@@ -312,7 +330,6 @@ service! {
         }
     }
     unimplemented {
-        list(ListCollectionsRequest) -> ListCollectionsResponse;
         update(UpdateCollection) -> CollectionOperationResponse;
         update_aliases(ChangeAliases) -> CollectionOperationResponse;
         list_collection_aliases(ListCollectionAliasesRequest) -> ListAliasesResponse;
