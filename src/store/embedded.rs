@@ -622,4 +622,134 @@ mod tests {
             );
         }
     }
+
+    /// Set in the child process of the crash test: where it fills a store.
+    const FILL_DIR: &str = "LORE_TEST_FILL_DIR";
+    const FILL_DOCUMENT: usize = 500;
+
+    /// The child of the crash test below: fills a store until it is killed, printing how many
+    /// chunks each acknowledged write brings it to.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "run by a_kill_during_an_optimization_loses_no_acknowledged_chunk"]
+    async fn fill_until_killed() {
+        let Some(dir) = std::env::var_os(FILL_DIR) else {
+            return;
+        };
+        let store = EmbeddedStore::new(PathBuf::from(dir));
+        store.create_kb("kb", DIMENSION).await.unwrap();
+        for document in 0.. {
+            store
+                .replace_document(
+                    "kb",
+                    &format!("d{document}"),
+                    1,
+                    chunks(document, FILL_DOCUMENT),
+                )
+                .await
+                .unwrap();
+            println!("acknowledged {}", (document + 1) * FILL_DOCUMENT);
+        }
+    }
+
+    /// The process is killed (SIGKILL) while the optimizer rewrites segments, at its start, in
+    /// the middle and near its end: on reopening, every acknowledged chunk is there once, and
+    /// both halves of search find them.
+    #[test]
+    fn a_kill_during_an_optimization_loses_no_acknowledged_chunk() {
+        for delay_ms in [0, 150, 400] {
+            kill_and_reopen(std::time::Duration::from_millis(delay_ms));
+        }
+    }
+
+    fn kill_and_reopen(delay: std::time::Duration) {
+        use std::io::BufRead as _;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "store::embedded::tests::fill_until_killed",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(FILL_DIR, dir.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let acknowledged = Arc::new(AtomicUsize::new(0));
+        let stdout = child.stdout.take().unwrap();
+        let reader = {
+            let acknowledged = Arc::clone(&acknowledged);
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stdout)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    if let Some(n) = line.strip_prefix("acknowledged ") {
+                        acknowledged.store(n.trim().parse().unwrap(), Ordering::SeqCst);
+                    }
+                }
+            })
+        };
+        // An optimization in progress builds its segment under temp_segments.
+        let building = dir.path().join("kb/shard/temp_segments");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        while !std::fs::read_dir(&building).is_ok_and(|mut d| d.next().is_some()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no optimization started within 5 minutes"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        std::thread::sleep(delay);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        reader.join().unwrap();
+        let acknowledged = acknowledged.load(Ordering::SeqCst);
+        assert!(acknowledged >= FILL_DOCUMENT, "nothing was acknowledged");
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let store = EmbeddedStore::new(dir.path());
+            let stored = crate::migrate::count(&store, "kb").await.unwrap();
+            // The write in flight at the kill may have landed too, whole or not at all.
+            assert!(
+                stored == acknowledged || stored == acknowledged + FILL_DOCUMENT,
+                "{stored} chunks stored, {acknowledged} acknowledged"
+            );
+            for n in [0, acknowledged / 2, acknowledged - 1] {
+                let found = store
+                    .search(
+                        "kb",
+                        StoreQuery {
+                            dense: direction(n as u64),
+                            keyword: SparseVector {
+                                indices: vec![1 + n as u32],
+                                values: vec![1.0],
+                            },
+                            candidates: 5,
+                            filter: None,
+                        },
+                    )
+                    .await
+                    .unwrap();
+                let best = found
+                    .iter()
+                    .max_by(|a, b| a.dense.total_cmp(&b.dense))
+                    .unwrap();
+                assert_eq!(best.chunk.text, format!("chunk {n}"));
+                assert!(
+                    found
+                        .iter()
+                        .any(|c| c.keyword.is_some() && c.chunk.text == format!("chunk {n}")),
+                    "the keyword half lost chunk {n}"
+                );
+            }
+        });
+    }
 }
