@@ -691,3 +691,57 @@ async fn a_wrong_api_key_fails_at_connect_without_showing_the_key() {
     let err = QdrantStore::connect(&nobody).await.err().expect("refused");
     assert!(format!("{err:#}").contains("127.0.0.1:1"), "{err:#}");
 }
+
+/// On a Qdrant server, filterable metadata fields get payload indexes as documents bring them:
+/// strings as keywords (and their reversed copies, for "end with"), numbers as floats.
+#[tokio::test]
+async fn metadata_fields_are_indexed_on_qdrant() {
+    for place in places().await {
+        let Some(config) = place.qdrant() else {
+            continue; // the embedded store filters in process, without payload indexes
+        };
+        let name = place.name();
+        let store = QdrantStore::connect(config).await.unwrap();
+        store.create_kb("kb6", DIMENSION).await.unwrap();
+        let metadata = json!({ "region": "华东", "year": 2026, "tags": ["a"] });
+        store
+            .replace_document(
+                "kb6",
+                "doc",
+                1,
+                vec![chunk("doc", 0, [1.0, 0.0, 0.0, 0.0], &[5], metadata)],
+            )
+            .await
+            .unwrap();
+        let mut client = qdrant_client::Qdrant::from_url(&config.url).skip_compatibility_check();
+        if let Some(key) = &config.api_key {
+            client = client.api_key(key.expose().to_owned());
+        }
+        let info = client
+            .build()
+            .unwrap()
+            .collection_info(store.collection("kb6"))
+            .await
+            .unwrap();
+        let schema: Vec<(String, i32)> = info
+            .result
+            .unwrap()
+            .payload_schema
+            .into_iter()
+            .map(|(field, info)| (field.replace('"', ""), info.data_type))
+            .collect();
+        use qdrant_client::qdrant::PayloadSchemaType as Type;
+        for (field, kind) in [
+            ("document_id", Type::Keyword),
+            ("metadata.region", Type::Keyword),
+            ("metadata_rev.region", Type::Keyword),
+            ("metadata.year", Type::Float),
+        ] {
+            assert!(
+                schema.contains(&(field.to_owned(), kind as i32)),
+                "{name}: no {kind:?} index on {field}: {schema:?}"
+            );
+        }
+        store.drop_kb("kb6").await.unwrap();
+    }
+}

@@ -9,9 +9,10 @@
 //! prefix lets several deployments share a server.
 //!
 //! The layout and the query plan are the embedded store's: named vectors `dense` (cosine) and
-//! `keyword` (sparse, IDF by the engine), the same payload, payload indexes on `document_id`
-//! and `version`, and a hybrid query sent as one `QueryBatch` of the two halves, fused above
-//! the store (`search::fusion`) so scores are the same whichever backend holds the chunks.
+//! `keyword` (sparse, IDF by the engine), the same payload, payload indexes on `document_id`,
+//! `version` and the metadata fields documents bring, and a hybrid query sent as one
+//! `QueryBatch` of the two halves, fused above the store (`search::fusion`) so scores are the
+//! same whichever backend holds the chunks.
 //!
 //! Writes wait for the server to apply them (`wait`, strong ordering). Replacing a document
 //! holds its write lease (see `lease`), so instances sharing a server never interleave two
@@ -22,7 +23,7 @@ mod lease;
 mod points;
 pub mod records;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
@@ -59,6 +60,9 @@ pub struct QdrantStore {
     lease_ttl: Duration,
     /// Who this instance is, in lease payloads: random per process.
     owner: String,
+    /// Metadata fields indexed so far, as (collection, field): each index is asked for once
+    /// per process (asking again is harmless, only a wasted call).
+    indexed: std::sync::Mutex<HashSet<(String, String)>>,
 }
 
 impl QdrantStore {
@@ -89,6 +93,7 @@ impl QdrantStore {
             prefix: config.collection_prefix.clone(),
             lease_ttl: Duration::from_millis(config.lease_ms),
             owner: Uuid::new_v4().to_string(),
+            indexed: std::sync::Mutex::new(HashSet::new()),
         })
     }
 
@@ -173,7 +178,60 @@ impl QdrantStore {
         Ok(())
     }
 
+    /// Indexes the metadata fields of `points` not indexed yet, so filters on them are
+    /// answered from an index rather than by reading every payload: strings as keywords (with
+    /// their reversed copies, which "end with" matches), numbers as floats. Other values are
+    /// still filtered, without an index. A failed index costs speed, not correctness: logged.
+    async fn index_metadata(&self, collection: &str, points: &[ExportedPoint]) {
+        let mut wanted = BTreeMap::new();
+        for point in points {
+            for (key, value) in &point.stored.chunk.metadata {
+                // Names filters cannot address (see `search::filter`) need no index.
+                if key.contains(['"', '\\']) {
+                    continue;
+                }
+                match value {
+                    serde_json::Value::String(_) => {
+                        wanted.insert(format!("metadata.\"{key}\""), FieldType::Keyword);
+                        wanted.insert(format!("metadata_rev.\"{key}\""), FieldType::Keyword);
+                    }
+                    serde_json::Value::Number(_) => {
+                        wanted.insert(format!("metadata.\"{key}\""), FieldType::Float);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (field, kind) in wanted {
+            let new = self
+                .indexed
+                .lock()
+                .map(|mut done| done.insert((collection.to_owned(), field.clone())))
+                .unwrap_or(true);
+            if !new {
+                continue;
+            }
+            let created = self
+                .client
+                .create_field_index(CreateFieldIndexCollection {
+                    collection_name: collection.to_owned(),
+                    wait: Some(true),
+                    field_name: field.clone(),
+                    field_type: Some(kind as i32),
+                    ..Default::default()
+                })
+                .await;
+            if let Err(err) = created {
+                tracing::warn!(collection, field, error = %err, "cannot index a metadata field");
+                if let Ok(mut done) = self.indexed.lock() {
+                    done.remove(&(collection.to_owned(), field));
+                }
+            }
+        }
+    }
+
     async fn upsert(&self, collection: &str, points: Vec<ExportedPoint>) -> anyhow::Result<()> {
+        self.index_metadata(collection, &points).await;
         let mut points = points.into_iter().peekable();
         while points.peek().is_some() {
             let batch = points
@@ -306,6 +364,9 @@ impl VectorStore for QdrantStore {
 
     async fn drop_kb(&self, kb: &str) -> anyhow::Result<()> {
         let name = self.collection(kb);
+        if let Ok(mut indexed) = self.indexed.lock() {
+            indexed.retain(|(collection, _)| *collection != name);
+        }
         if self.client.collection_exists(&name).await? {
             self.client
                 .delete_collection(&name)

@@ -316,6 +316,26 @@ service! {
                 }),
                 ..Default::default()
             };
+            let info = blocking(move || shard.info().map_err(engine_error)).await?;
+            let payload_schema = info
+                .payload_schema
+                .into_iter()
+                .map(|(field, index)| {
+                    let data_type = match index.data_type {
+                        PayloadSchemaType::Keyword => grpc::PayloadSchemaType::Keyword,
+                        PayloadSchemaType::Integer => grpc::PayloadSchemaType::Integer,
+                        PayloadSchemaType::Float => grpc::PayloadSchemaType::Float,
+                        PayloadSchemaType::Datetime => grpc::PayloadSchemaType::Datetime,
+                        _ => grpc::PayloadSchemaType::UnknownType,
+                    };
+                    let info = grpc::PayloadSchemaInfo {
+                        data_type: data_type as i32,
+                        params: None,
+                        points: Some(index.points as u64),
+                    };
+                    (field.to_string(), info)
+                })
+                .collect();
             Ok(Response::new(grpc::GetCollectionInfoResponse {
                 result: Some(grpc::CollectionInfo {
                     status: grpc::CollectionStatus::Green as i32,
@@ -323,6 +343,7 @@ service! {
                         params: Some(params),
                         ..Default::default()
                     }),
+                    payload_schema,
                     ..Default::default()
                 }),
                 time: 0.0,
