@@ -114,7 +114,8 @@ impl Embedder {
                 |err: ort::Error<_>| anyhow::anyhow!("cannot configure ONNX Runtime: {err}");
             Session::builder(&environment)
                 .map_err(|err| anyhow::anyhow!("cannot start ONNX Runtime: {err}"))?
-                .with_optimization_level(GraphOptimizationLevel::Level3)
+                // `All` is ORT_ENABLE_ALL, Python's default; `Level3` is only ORT_ENABLE_LAYOUT.
+                .with_optimization_level(GraphOptimizationLevel::All)
                 .map_err(configure)?
                 .with_intra_threads(config.embedding.threads)
                 .map_err(configure)?

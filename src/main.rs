@@ -76,6 +76,9 @@ enum Command {
         clients: usize,
         #[arg(long, default_value_t = 20)]
         requests: usize,
+        /// What to measure: all (each part in a fresh process), store, or ingestion.
+        #[arg(long, value_enum, default_value = "all")]
+        part: lore::bench::Part,
     },
     /// Answers a question from a knowledge base (verdict, answer, sources).
     Ask {
@@ -158,8 +161,10 @@ async fn main() -> anyhow::Result<()> {
             passages,
             clients,
             requests,
+            part,
         } => {
             let args = lore::bench::BenchArgs {
+                part,
                 corpus,
                 queries,
                 chunks,

@@ -1,5 +1,7 @@
-//! `lore bench`: retrieval latency at a given number of chunks, alone and through Dify's
-//! endpoint under concurrent load, measured in-process on this machine.
+//! `lore bench`: in one run, retrieval latency at a given number of chunks (alone, through
+//! Dify's endpoint under concurrent load, and against rank_bm25 over as many documents), the
+//! answer path without the model, memory, PDF extraction speed, and embedding speed against the
+//! same model driven from Python, all measured in-process on this machine.
 //!
 //! Embedding 10,000+ real chunks takes most of an hour on two cores, so the store is filled with
 //! real CMRC passages embedded once, plus perturbed copies of their vectors (unit noise added,
@@ -8,20 +10,43 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::config::Config;
 use crate::document::Metadata;
 use crate::embed::Embedder;
 use crate::eval::{percentile, read_jsonl, scratch_service};
-use crate::kb::{ImportedDocument, KnowledgeBase, SearchRequest};
+use crate::kb::{AnswerRequest, ImportedDocument, SearchRequest};
+
+mod load;
+mod python;
 
 const KB: &str = "bench";
+/// Questions asked of rank_bm25: at 100,000 documents each takes seconds in Python.
+const KEYWORD_QUESTIONS: usize = 20;
+/// The PDF of `fixtures/` timed for extraction (55 pages, Chinese).
+const PDF_FIXTURE: &str = "fixtures/docs/java_dev_manual_huangshan_zh.pdf";
+/// Runs of the PDF extraction averaged.
+const PDF_RUNS: u32 = 3;
+
+/// Which figures a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// Both parts, each in a fresh child process of this binary: one part's memory and
+    /// allocator state must not skew the other's figures (embedding ran ~10% slower in a
+    /// process that had held a 100,000-chunk store).
+    All,
+    /// The store: retrieval, Dify under load, the answer path, rank_bm25, memory.
+    Store,
+    /// Ingestion: PDF extraction and embedding, against their baselines.
+    Ingestion,
+}
 
 pub struct BenchArgs {
+    /// What to measure.
+    pub part: Part,
     /// corpus.jsonl of `{"id","title","text"}` rows (e.g. ../shared/eval/zh_cmrc2018).
     pub corpus: PathBuf,
     /// queries.jsonl of `{"question"}` rows.
@@ -44,8 +69,8 @@ struct Row {
 }
 
 #[derive(Deserialize)]
-struct Query {
-    question: String,
+pub(crate) struct Query {
+    pub(crate) question: String,
 }
 
 /// A small deterministic generator (xorshift64*), so runs are repeatable without a dependency.
@@ -94,21 +119,38 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         .into_iter()
         .map(|q| q.question)
         .collect();
-    // The store comes first, so that its memory readings are what a server holding it needs:
-    // the embedding figures load extra embedders side by side, and the allocator keeps some of
-    // what they free.
-    store(config.clone(), &args, &rows, &texts).await?;
-    embedding(&config, &texts, &questions).await
+    match args.part {
+        Part::All => {
+            for part in ["store", "ingestion"] {
+                let status = std::process::Command::new(std::env::current_exe()?)
+                    .args(std::env::args_os().skip(1))
+                    .args(["--part", part])
+                    .status()?;
+                anyhow::ensure!(status.success(), "the {part} part of the bench failed");
+            }
+            Ok(())
+        }
+        Part::Store => store(config, &args, &rows, &texts).await,
+        Part::Ingestion => {
+            extraction()?;
+            embedding(&config, &texts, &questions).await
+        }
+    }
 }
 
-/// Fills a store of `args.chunks` chunks and measures retrieval on it, one question at a time
-/// and through `/dify/retrieval` under load, and the memory it takes.
+/// Fills a store of `args.chunks` chunks and measures retrieval on it (one question at a time,
+/// through `/dify/retrieval` under load, against rank_bm25), the answer path without the
+/// model, and the memory it takes.
 async fn store(
-    config: Config,
+    mut config: Config,
     args: &BenchArgs,
     rows: &[Row],
     texts: &[String],
 ) -> anyhow::Result<()> {
+    // No chat model: the discard port is closed, so a call is refused at once.
+    config.llm.base_url = "http://127.0.0.1:9/v1".to_owned();
+    config.llm.fallbacks.clear();
+    config.llm.retries = 0;
     reset_peak_memory();
     let (_data, service) = scratch_service(config, KB).await?;
     let loaded_mb = memory_mb("VmRSS");
@@ -172,7 +214,21 @@ async fn store(
     }
     latencies.sort_by(f64::total_cmp);
 
-    let dify = dify_load(Arc::clone(&service), &queries, args.clients, args.requests).await?;
+    let dify = load::dify_load(Arc::clone(&service), &queries, args.clients, args.requests).await?;
+
+    // The answer path without the model: the chat endpoint is a closed port (refused at once,
+    // no retries), so what is timed is retrieval, the verdict, the prompt and the fallback.
+    let mut answers = Vec::with_capacity(queries.len());
+    for query in &queries {
+        let asked = Instant::now();
+        let request = AnswerRequest {
+            question: query.question.clone(),
+            ..AnswerRequest::default()
+        };
+        service.answer(KB, request).await?;
+        answers.push(asked.elapsed().as_secs_f64() * 1000.0);
+    }
+    answers.sort_by(f64::total_cmp);
 
     println!(
         "store: {stored} chunks ({} real passages embedded in {embed_seconds:.1} s, filled in {fill_seconds:.1} s)",
@@ -189,6 +245,30 @@ async fn store(
         "/dify/retrieval over HTTP, {} clients x {} requests: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, {:.1} requests/s, {} errors",
         args.clients, args.requests, dify.p50, dify.p95, dify.p99, dify.throughput, dify.errors
     );
+    println!(
+        "answer path without the model (retrieval, verdict, prompt, fallback reply), {} questions: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
+        answers.len(),
+        percentile(&answers, 0.5),
+        percentile(&answers, 0.95),
+        percentile(&answers, 0.99)
+    );
+    let asked: Vec<String> = queries
+        .iter()
+        .take(KEYWORD_QUESTIONS)
+        .map(|q| q.question.clone())
+        .collect();
+    match python::keyword(service.config(), texts, stored, &asked) {
+        Ok(bm25) => println!(
+            "rank_bm25 baseline over the same {stored} documents (characters and bigrams), {} questions: p50 {:.1} ms, p95 {:.1} ms (index built in {:.1} s, {:.0} MB peak); its p50 is {:.2}x lore's hybrid retrieval p50",
+            asked.len(),
+            bm25.p50_ms,
+            bm25.p95_ms,
+            bm25.build_s,
+            bm25.peak_mb,
+            bm25.p50_ms / percentile(&latencies, 0.5).max(f64::EPSILON)
+        ),
+        Err(err) => println!("rank_bm25 baseline skipped: {err:#}"),
+    }
     match (
         loaded_mb,
         filled_mb,
@@ -201,6 +281,39 @@ async fn store(
         ),
         _ => println!("resident memory: n/a (no /proc/self/status)"),
     }
+    Ok(())
+}
+
+/// PDF extraction speed on the manual of `fixtures/`, against pdf-extract's own plain text of
+/// the same file (the library lore's extractor reads glyphs through).
+fn extraction() -> anyhow::Result<()> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(PDF_FIXTURE);
+    let Ok(bytes) = std::fs::read(&path) else {
+        println!("PDF extraction skipped: {} is missing", path.display());
+        return Ok(());
+    };
+    let pages = pdf_extract::Document::load_mem(&bytes)?.get_pages().len() as f64;
+    let seconds_per_run = |run: &dyn Fn() -> anyhow::Result<()>| -> anyhow::Result<f64> {
+        let started = Instant::now();
+        for _ in 0..PDF_RUNS {
+            run()?;
+        }
+        Ok(started.elapsed().as_secs_f64() / f64::from(PDF_RUNS))
+    };
+    let plain = seconds_per_run(&|| {
+        pdf_extract::extract_text_from_mem(&bytes)?;
+        Ok(())
+    })?;
+    let ours = seconds_per_run(&|| {
+        crate::ingest::extract::extract("manual.pdf", &bytes).map_err(anyhow::Error::msg)?;
+        Ok(())
+    })?;
+    println!(
+        "PDF extraction ({pages} pages, {PDF_FIXTURE}): {:.1} pages/s; pdf-extract's plain text {:.1} pages/s; lore is {:.2}x (headers, footers, lines and tables rebuilt)",
+        pages / ours,
+        pages / plain,
+        plain / ours
+    );
     Ok(())
 }
 
@@ -255,21 +368,15 @@ async fn embedding(config: &Config, texts: &[String], questions: &[String]) -> a
         percentile(&busy, 0.95),
         percentile(&busy, 0.5) / percentile(&idle, 0.5).max(f64::EPSILON)
     );
-    match python_baseline(config, &sample, &asked) {
+    match python::embedding(config, &sample, &asked) {
         Ok(python) => println!(
-            "python onnxruntime baseline (same model, 1 thread, batch 1): {:.1} passages/s ({:.0} tokens/s), question p50 {:.1} ms; lore is {:.2}x with 1 worker, {:.2}x with {}; rank_bm25 query p50 {} over {} passages",
+            "python onnxruntime baseline (same model, 1 thread, batch 1): {:.1} passages/s ({:.0} tokens/s), question p50 {:.1} ms; lore is {:.2}x with 1 worker, {:.2}x with {}",
             python.passages_per_s,
             python.tokens_per_s,
             python.query_p50_ms,
             tokens as f64 / one_seconds / python.tokens_per_s,
             tokens as f64 / all_seconds / python.tokens_per_s,
             config.embedding.workers,
-            python
-                .bm25_p50_ms
-                .map_or("n/a (pip install rank_bm25)".to_owned(), |ms| format!(
-                    "{ms:.1} ms"
-                )),
-            sample.len()
         ),
         Err(err) => println!("python baseline skipped: {err:#}"),
     }
@@ -285,127 +392,6 @@ async fn question_latencies(embedder: &Embedder, questions: &[String]) -> anyhow
     }
     latencies.sort_by(f64::total_cmp);
     Ok(latencies)
-}
-
-#[derive(Deserialize)]
-struct PythonFigures {
-    passages_per_s: f64,
-    tokens_per_s: f64,
-    query_p50_ms: f64,
-    bm25_p50_ms: Option<f64>,
-}
-
-fn python_baseline(
-    config: &Config,
-    texts: &[String],
-    questions: &[String],
-) -> anyhow::Result<PythonFigures> {
-    let python = config.home.join("venv/bin/python");
-    anyhow::ensure!(
-        python.is_file(),
-        "{} is missing (scripts/setup-models)",
-        python.display()
-    );
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_baseline.py");
-    let job = tempfile::NamedTempFile::new()?;
-    serde_json::to_writer(
-        &job,
-        &json!({ "model_dir": config.model_dir(), "texts": texts, "queries": questions }),
-    )?;
-    let output = std::process::Command::new(python)
-        .arg(script)
-        .arg(job.path())
-        .output()?;
-    anyhow::ensure!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr).trim()
-    );
-    Ok(serde_json::from_slice(&output.stdout)?)
-}
-
-struct LoadFigures {
-    p50: f64,
-    p95: f64,
-    p99: f64,
-    throughput: f64,
-    errors: usize,
-}
-
-/// Serves the knowledge base on a loopback port and sends Dify retrieval requests from
-/// concurrent clients (bounded: `clients` x `requests`).
-async fn dify_load(
-    service: Arc<KnowledgeBase>,
-    queries: &[Query],
-    clients: usize,
-    requests: usize,
-) -> anyhow::Result<LoadFigures> {
-    let key = service
-        .config()
-        .api_key
-        .as_ref()
-        .map(|k| k.expose().to_owned());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/dify/retrieval", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::http::serve(listener, service, async move {
-        let _ = stopped.await;
-    }));
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    let questions: Arc<Vec<String>> =
-        Arc::new(queries.iter().map(|q| q.question.clone()).collect());
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for client in 0..clients {
-        let (http, url, key, questions) = (
-            http.clone(),
-            url.clone(),
-            key.clone(),
-            Arc::clone(&questions),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(requests);
-            let mut errors = 0;
-            for i in 0..requests {
-                let question = &questions[(client * requests + i) % questions.len()];
-                let body = json!({ "knowledge_id": KB, "query": question,
-                    "retrieval_setting": { "top_k": 5, "score_threshold": 0.0 } });
-                let mut request = http.post(&url).json(&body);
-                if let Some(key) = &key {
-                    request = request.bearer_auth(key);
-                }
-                let sent = Instant::now();
-                match request.send().await {
-                    Ok(response) if response.status().is_success() => {
-                        let _ = response.bytes().await;
-                        latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
-                    }
-                    _ => errors += 1,
-                }
-            }
-            (latencies, errors)
-        }));
-    }
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    for task in tasks {
-        let (mut l, e) = task.await?;
-        latencies.append(&mut l);
-        errors += e;
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let _ = stop.send(());
-    let _ = server.await;
-    latencies.sort_by(f64::total_cmp);
-    Ok(LoadFigures {
-        p50: percentile(&latencies, 0.5),
-        p95: percentile(&latencies, 0.95),
-        p99: percentile(&latencies, 0.99),
-        throughput: latencies.len() as f64 / seconds,
-        errors,
-    })
 }
 
 /// Resets the kernel's record of this process's peak resident memory (Linux: writing 5 to
