@@ -105,6 +105,9 @@ fn perturbed(vector: &[f32], noise: &mut Noise, amplitude: f32) -> Vec<f32> {
 const CHUNKS_PER_DOCUMENT: usize = 50;
 
 pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
+    if args.part == Part::All {
+        return each_part_in_a_fresh_process();
+    }
     config.listen = "127.0.0.1:0".parse()?;
     let rows: Vec<Row> = read_jsonl(&args.corpus)?
         .into_iter()
@@ -119,23 +122,24 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         .into_iter()
         .map(|q| q.question)
         .collect();
-    match args.part {
-        Part::All => {
-            for part in ["store", "ingestion"] {
-                let status = std::process::Command::new(std::env::current_exe()?)
-                    .args(std::env::args_os().skip(1))
-                    .args(["--part", part])
-                    .status()?;
-                anyhow::ensure!(status.success(), "the {part} part of the bench failed");
-            }
-            Ok(())
-        }
-        Part::Store => store(config, &args, &rows, &texts).await,
-        Part::Ingestion => {
-            extraction()?;
-            embedding(&config, &texts, &questions).await
-        }
+    if args.part == Part::Store {
+        store(config, &args, &rows, &texts).await
+    } else {
+        extraction()?;
+        embedding(&config, &texts, &questions).await
     }
+}
+
+/// Runs this command again once per part, with `--part` added (see [`Part::All`]).
+fn each_part_in_a_fresh_process() -> anyhow::Result<()> {
+    for part in ["store", "ingestion"] {
+        let status = std::process::Command::new(std::env::current_exe()?)
+            .args(std::env::args_os().skip(1))
+            .args(["--part", part])
+            .status()?;
+        anyhow::ensure!(status.success(), "the {part} part of the bench failed");
+    }
+    Ok(())
 }
 
 /// Fills a store of `args.chunks` chunks and measures retrieval on it (one question at a time,
