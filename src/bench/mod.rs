@@ -130,11 +130,23 @@ pub async fn run(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Runs this command again once per part, with `--part` added (see [`Part::All`]).
+/// Runs this command again once per part, with its `--part` (see [`Part::All`]).
 fn each_part_in_a_fresh_process() -> anyhow::Result<()> {
+    // This command's arguments without a `--part all` it may have been given.
+    let mut args = Vec::new();
+    let mut given = std::env::args_os().skip(1);
+    while let Some(arg) = given.next() {
+        match arg.to_str() {
+            Some("--part") => {
+                given.next();
+            }
+            Some(flag) if flag.starts_with("--part=") => {}
+            _ => args.push(arg),
+        }
+    }
     for part in ["store", "ingestion"] {
         let status = std::process::Command::new(std::env::current_exe()?)
-            .args(std::env::args_os().skip(1))
+            .args(&args)
             .args(["--part", part])
             .status()?;
         anyhow::ensure!(status.success(), "the {part} part of the bench failed");
