@@ -106,6 +106,13 @@ impl Error {
         Self::new(ErrorCode::InvalidRequest, message)
     }
 
+    pub fn kb_exists(kb: &str) -> Self {
+        Self::new(
+            ErrorCode::KbExists,
+            format!("knowledge base '{kb}' already exists"),
+        )
+    }
+
     pub fn kb_not_found(kb: &str) -> Self {
         Self::new(
             ErrorCode::KbNotFound,

@@ -156,10 +156,7 @@ impl KnowledgeBase {
             created_at: Utc::now(),
         };
         if self.catalog.kb(&info.id).is_ok() {
-            return Err(Error::new(
-                ErrorCode::KbExists,
-                format!("knowledge base '{}' already exists", info.id),
-            ));
+            return Err(Error::kb_exists(&info.id));
         }
         self.store
             .create_kb(&info.id, self.embedder.dimension())

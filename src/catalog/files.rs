@@ -10,7 +10,7 @@ use anyhow::Context as _;
 
 use super::{Catalog, Change, Entries, KbEntry, write_atomically};
 use crate::document::{DocumentRecord, KbInfo};
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::{Error, Result};
 
 const CATALOG_FILE: &str = "catalog.json";
 
@@ -78,10 +78,7 @@ impl Catalog for FileCatalog {
     fn insert_kb(&self, info: KbInfo) -> Result<()> {
         let _writing = self.writing()?;
         if self.entries.read()?.contains_key(&info.id) {
-            return Err(Error::new(
-                ErrorCode::KbExists,
-                format!("knowledge base '{}' already exists", info.id),
-            ));
+            return Err(Error::kb_exists(&info.id));
         }
         let entry = KbEntry {
             info,
@@ -113,19 +110,12 @@ impl Catalog for FileCatalog {
     ) -> Result<Option<DocumentRecord>> {
         self.change_kb(kb, |entry| {
             let updated = change(entry.documents.get(id));
-            match &updated {
-                Some(record) => entry.documents.insert(id.to_owned(), record.clone()),
-                None => entry.documents.remove(id),
-            };
+            entry.set_document(id, updated.as_ref());
             updated
         })
     }
 
     fn insert_documents(&self, kb: &str, records: Vec<DocumentRecord>) -> Result<()> {
-        self.change_kb(kb, |entry| {
-            for record in records {
-                entry.documents.insert(record.id.clone(), record);
-            }
-        })
+        self.change_kb(kb, |entry| entry.insert_documents(records))
     }
 }

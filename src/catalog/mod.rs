@@ -120,8 +120,23 @@ pub struct KbEntry {
     pub documents: BTreeMap<String, DocumentRecord>,
 }
 
+impl KbEntry {
+    /// Stores a document's new record, or forgets the document (`None`).
+    fn set_document(&mut self, id: &str, record: Option<&DocumentRecord>) {
+        match record {
+            Some(record) => self.documents.insert(id.to_owned(), record.clone()),
+            None => self.documents.remove(id),
+        };
+    }
+
+    fn insert_documents(&mut self, records: Vec<DocumentRecord>) {
+        for record in records {
+            self.documents.insert(record.id.clone(), record);
+        }
+    }
+}
+
 /// The catalog in memory.
-#[derive(Default)]
 pub struct Entries(RwLock<BTreeMap<String, KbEntry>>);
 
 impl Entries {

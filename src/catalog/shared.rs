@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use super::{Catalog, Change, Entries, KbEntry};
 use crate::document::{DocumentRecord, DocumentStatus, KbInfo};
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::{Error, Result};
 use crate::store::qdrant::records::{Records, StoredKb};
 
 /// Tries of one change against changes made meanwhile by other instances.
@@ -67,7 +67,7 @@ impl SharedCatalog {
     }
 
     /// Replaces the copy in memory with the server's records.
-    pub async fn refresh(&self) -> anyhow::Result<()> {
+    async fn refresh(&self) -> anyhow::Result<()> {
         let before = self.writes.load(Ordering::SeqCst);
         let mut fresh = to_entries(self.records.list().await?);
         let mut entries = self.entries.write()?;
@@ -94,6 +94,16 @@ impl SharedCatalog {
         Ok(())
     }
 
+    /// Applies a change already stored on the server to the copy in memory, and marks it for
+    /// `refresh`.
+    fn change_locally(&self, kb: &str, change: impl FnOnce(&mut KbEntry)) -> Result<()> {
+        if let Some(entry) = self.entries.write()?.get_mut(kb) {
+            change(entry);
+        }
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
     /// Runs a write against the server from a blocking thread, and marks it for `refresh`.
     fn remote<T>(&self, work: impl Future<Output = anyhow::Result<T>>) -> Result<T> {
         self.writes.fetch_add(1, Ordering::SeqCst);
@@ -110,10 +120,7 @@ impl Catalog for SharedCatalog {
 
     fn insert_kb(&self, info: KbInfo) -> Result<()> {
         if !self.remote(self.records.create_kb(&info))? {
-            return Err(Error::new(
-                ErrorCode::KbExists,
-                format!("knowledge base '{}' already exists", info.id),
-            ));
+            return Err(Error::kb_exists(&info.id));
         }
         let entry = KbEntry {
             info,
@@ -155,15 +162,7 @@ impl Catalog for SharedCatalog {
                         .set_document(kb, id, revision, updated.as_ref()),
                 )?
             {
-                let mut kbs = self.entries.write()?;
-                if let Some(entry) = kbs.get_mut(kb) {
-                    match &updated {
-                        Some(record) => entry.documents.insert(id.to_owned(), record.clone()),
-                        None => entry.documents.remove(id),
-                    };
-                }
-                drop(kbs);
-                self.writes.fetch_add(1, Ordering::SeqCst);
+                self.change_locally(kb, |entry| entry.set_document(id, updated.as_ref()))?;
                 return Ok(updated);
             }
         }
@@ -175,15 +174,7 @@ impl Catalog for SharedCatalog {
     fn insert_documents(&self, kb: &str, records: Vec<DocumentRecord>) -> Result<()> {
         self.kb(kb)?;
         self.remote(self.records.put_documents(kb, &records))?;
-        let mut kbs = self.entries.write()?;
-        if let Some(entry) = kbs.get_mut(kb) {
-            for record in records {
-                entry.documents.insert(record.id.clone(), record);
-            }
-        }
-        drop(kbs);
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        self.change_locally(kb, |entry| entry.insert_documents(records))
     }
 }
 

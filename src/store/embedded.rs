@@ -563,6 +563,32 @@ mod tests {
             .collect()
     }
 
+    /// Chunk `n` of `chunks` is the dense half's best match for its own direction, and the
+    /// keyword half finds it by its own token.
+    async fn assert_both_halves_find(store: &EmbeddedStore, n: usize) {
+        let query = StoreQuery {
+            dense: direction(n as u64),
+            keyword: SparseVector {
+                indices: vec![1 + n as u32],
+                values: vec![1.0],
+            },
+            candidates: 5,
+            filter: None,
+        };
+        let found = store.search("kb", query).await.unwrap();
+        let best = found
+            .iter()
+            .max_by(|a, b| a.dense.total_cmp(&b.dense))
+            .unwrap();
+        assert_eq!(best.chunk.text, format!("chunk {n}"));
+        assert!(
+            found
+                .iter()
+                .any(|c| c.keyword.is_some() && c.chunk.text == format!("chunk {n}")),
+            "the keyword half lost chunk {n}"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_growing_store_is_optimized_in_the_background_and_still_finds_every_chunk() {
         let dir = tempfile::tempdir().unwrap();
@@ -594,32 +620,7 @@ mod tests {
         assert_eq!(shard.info().unwrap().points_count, documents * per_document);
         // Both halves still find chunks on either side of the optimization.
         for n in [7, 3_500, 7_990] {
-            let found = store
-                .search(
-                    "kb",
-                    StoreQuery {
-                        dense: direction(n as u64),
-                        keyword: SparseVector {
-                            indices: vec![1 + n as u32],
-                            values: vec![1.0],
-                        },
-                        candidates: 5,
-                        filter: None,
-                    },
-                )
-                .await
-                .unwrap();
-            let best = found
-                .iter()
-                .max_by(|a, b| a.dense.total_cmp(&b.dense))
-                .unwrap();
-            assert_eq!(best.chunk.text, format!("chunk {n}"));
-            assert!(
-                found
-                    .iter()
-                    .any(|c| c.keyword.is_some() && c.chunk.text == format!("chunk {n}")),
-                "the keyword half lost chunk {n}"
-            );
+            assert_both_halves_find(&store, n).await;
         }
     }
 
@@ -723,32 +724,7 @@ mod tests {
                 "{stored} chunks stored, {acknowledged} acknowledged"
             );
             for n in [0, acknowledged / 2, acknowledged - 1] {
-                let found = store
-                    .search(
-                        "kb",
-                        StoreQuery {
-                            dense: direction(n as u64),
-                            keyword: SparseVector {
-                                indices: vec![1 + n as u32],
-                                values: vec![1.0],
-                            },
-                            candidates: 5,
-                            filter: None,
-                        },
-                    )
-                    .await
-                    .unwrap();
-                let best = found
-                    .iter()
-                    .max_by(|a, b| a.dense.total_cmp(&b.dense))
-                    .unwrap();
-                assert_eq!(best.chunk.text, format!("chunk {n}"));
-                assert!(
-                    found
-                        .iter()
-                        .any(|c| c.keyword.is_some() && c.chunk.text == format!("chunk {n}")),
-                    "the keyword half lost chunk {n}"
-                );
+                assert_both_halves_find(&store, n).await;
             }
         });
     }

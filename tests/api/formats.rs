@@ -6,17 +6,9 @@ use serde_json::Value;
 use crate::common::{TestServer, fixture};
 
 async fn chunks_of(server: &TestServer, kb: &str, document: &Value) -> Vec<String> {
-    let id = document["id"].as_str().unwrap();
-    let (status, body) = server
-        .get(&format!("/api/kbs/{kb}/documents/{id}/chunks"))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["chunks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["text"].as_str().unwrap().to_owned())
-        .collect()
+    server
+        .chunk_texts(kb, document["id"].as_str().unwrap())
+        .await
 }
 
 #[tokio::test]

@@ -6,11 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use lore::config::{Config, Secret, StorageBackend};
+use lore::config::{Config, StorageBackend};
 use lore::migrate::{MigrateArgs, run};
 use serde_json::{Value, json};
 
-use crate::common::qdrant_emulator::QdrantEmulator;
+use crate::common::qdrant_emulator::QdrantTarget;
 use crate::common::{TestServer, md_zh_files};
 
 const KB: &str = "mig";
@@ -52,40 +52,9 @@ async fn results(server: &TestServer) -> Vec<Vec<(String, String, u64, i64)>> {
     all
 }
 
-struct Qdrant {
-    url: String,
-    key: Option<String>,
-    prefix: String,
-    _emulator: Option<QdrantEmulator>,
-}
-
-async fn qdrant() -> Qdrant {
-    let prefix = format!("lore_migrate_{}_", uuid::Uuid::new_v4().simple());
-    match std::env::var("QDRANT_URL") {
-        Ok(url) => Qdrant {
-            url,
-            key: std::env::var("QDRANT_API_KEY").ok(),
-            prefix,
-            _emulator: None,
-        },
-        Err(_) => {
-            let emulator = QdrantEmulator::start(None).await;
-            Qdrant {
-                url: emulator.url.clone(),
-                key: None,
-                prefix,
-                _emulator: Some(emulator),
-            }
-        }
-    }
-}
-
-fn on_qdrant(config: &mut Config, data_dir: &Path, qdrant: &Qdrant) {
+fn on_qdrant(config: &mut Config, data_dir: &Path, qdrant: &QdrantTarget) {
     config.data_dir = data_dir.to_path_buf();
-    config.storage.backend = StorageBackend::Qdrant;
-    config.storage.qdrant.url = qdrant.url.clone();
-    config.storage.qdrant.api_key = qdrant.key.clone().map(Secret::new);
-    config.storage.qdrant.collection_prefix = qdrant.prefix.clone();
+    qdrant.configure(config);
 }
 
 #[tokio::test]
@@ -136,7 +105,7 @@ async fn migrate_both_ways_keeps_search_results() {
     drop(server);
 
     // Embedded -> Qdrant, in place (the catalog stays where it is).
-    let qdrant = qdrant().await;
+    let qdrant = QdrantTarget::start("migrate").await;
     let mut config = Config::load(Some(Path::new("/dev/null"))).expect("config");
     on_qdrant(&mut config, &first, &qdrant);
     config.storage.backend = StorageBackend::Embedded;
@@ -160,20 +129,7 @@ async fn migrate_both_ways_keeps_search_results() {
     assert_eq!(copied[0].kb, KB);
     assert!(copied[0].chunks >= 4, "{copied:?}");
 
-    let dir = first.clone();
-    let (url, key, prefix) = (
-        qdrant.url.clone(),
-        qdrant.key.clone(),
-        qdrant.prefix.clone(),
-    );
-    let server = TestServer::spawn_with(move |c| {
-        c.data_dir = dir;
-        c.storage.backend = StorageBackend::Qdrant;
-        c.storage.qdrant.url = url;
-        c.storage.qdrant.api_key = key.map(Secret::new);
-        c.storage.qdrant.collection_prefix = prefix;
-    })
-    .await;
+    let server = TestServer::spawn_with(|c| on_qdrant(c, &first, &qdrant)).await;
     assert_eq!(
         results(&server).await,
         before,

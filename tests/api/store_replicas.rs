@@ -5,58 +5,33 @@
 
 use std::time::{Duration, Instant};
 
-use lore::config::{Config, Secret, StorageBackend};
 use serde_json::Value;
 
-use crate::common::qdrant_emulator::QdrantEmulator;
+use crate::common::qdrant_emulator::QdrantTarget;
 use crate::common::{TestServer, fixture};
 
 const KB: &str = "faq";
 const DOC: &str = "rules.txt";
 
-/// Where the instances store: a real server (`QDRANT_URL`) or the emulator, under a prefix of
-/// their own.
-struct Shared {
-    url: String,
-    key: Option<String>,
-    prefix: String,
-    _emulator: Option<QdrantEmulator>,
+/// An instance with a fresh data directory on the shared Qdrant.
+async fn instance(qdrant: &QdrantTarget) -> TestServer {
+    TestServer::spawn_with(|c| {
+        qdrant.configure(c);
+        c.storage.qdrant.catalog_refresh_ms = 200;
+    })
+    .await
 }
 
-impl Shared {
-    async fn start() -> Self {
-        let prefix = format!("lore_replicas_{}_", uuid::Uuid::new_v4().simple());
-        match std::env::var("QDRANT_URL") {
-            Ok(url) => Self {
-                url,
-                key: std::env::var("QDRANT_API_KEY").ok(),
-                prefix,
-                _emulator: None,
-            },
-            Err(_) => {
-                let emulator = QdrantEmulator::start(None).await;
-                Self {
-                    url: emulator.url.clone(),
-                    key: None,
-                    prefix,
-                    _emulator: Some(emulator),
-                }
-            }
-        }
-    }
-
-    /// An instance with a fresh data directory on the shared server.
-    async fn instance(&self) -> TestServer {
-        let (url, key, prefix) = (self.url.clone(), self.key.clone(), self.prefix.clone());
-        TestServer::spawn_with(move |c: &mut Config| {
-            c.storage.backend = StorageBackend::Qdrant;
-            c.storage.qdrant.url = url;
-            c.storage.qdrant.api_key = key.map(Secret::new);
-            c.storage.qdrant.collection_prefix = prefix;
-            c.storage.qdrant.catalog_refresh_ms = 200;
-        })
-        .await
-    }
+/// Creates the knowledge base through `a` and waits until `b` serves it too.
+async fn create_on_both(a: &TestServer, b: &TestServer) {
+    a.create_kb(KB).await;
+    eventually("b sees the knowledge base", || async {
+        let (status, body) = b.get(&format!("/api/kbs/{KB}")).await;
+        (status == 200)
+            .then_some(())
+            .ok_or(format!("{status} {body}"))
+    })
+    .await;
 }
 
 /// Passages `range` of the CMRC fixture (a title line, a passage line, a blank line each).
@@ -76,8 +51,7 @@ where
     loop {
         match check().await {
             Ok(()) => return,
-            Err(last) if Instant::now() < deadline => {
-                let _ = last;
+            Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(last) => panic!("{what}: {last}"),
@@ -89,38 +63,16 @@ async fn document(server: &TestServer, id: &str) -> (u16, Value) {
     server.get(&format!("/api/kbs/{KB}/documents/{id}")).await
 }
 
-/// The texts of a document's served chunks.
-async fn chunk_texts(server: &TestServer, id: &str) -> Vec<String> {
-    let (status, body) = server
-        .get(&format!("/api/kbs/{KB}/documents/{id}/chunks"))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["chunks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["text"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 fn first_title(text: &str) -> String {
     text.lines().next().unwrap().trim().to_owned()
 }
 
 #[tokio::test]
 async fn instances_on_one_qdrant_serve_the_same_knowledge_base() {
-    let shared = Shared::start().await;
-    let a = shared.instance().await;
-    let b = shared.instance().await;
-
-    a.create_kb(KB).await;
-    eventually("b sees the knowledge base", || async {
-        let (status, body) = b.get(&format!("/api/kbs/{KB}")).await;
-        (status == 200)
-            .then_some(())
-            .ok_or(format!("{status} {body}"))
-    })
-    .await;
+    let qdrant = QdrantTarget::start("replicas").await;
+    let a = instance(&qdrant).await;
+    let b = instance(&qdrant).await;
+    create_on_both(&a, &b).await;
     let (status, body) = b
         .post_json("/api/kbs", &serde_json::json!({ "id": KB }))
         .await;
@@ -159,7 +111,7 @@ async fn instances_on_one_qdrant_serve_the_same_knowledge_base() {
             .ok_or(format!("{record}"))
     })
     .await;
-    let texts = chunk_texts(&a, &id).await;
+    let texts = a.chunk_texts(KB, &id).await;
     assert!(!texts.is_empty());
     assert!(
         texts.iter().all(|t| second.contains(t.trim())),
@@ -200,17 +152,10 @@ async fn instances_on_one_qdrant_serve_the_same_knowledge_base() {
 /// whichever ingestion finishes last.
 #[tokio::test]
 async fn simultaneous_uploads_through_two_instances_serve_one_whole_version() {
-    let shared = Shared::start().await;
-    let a = shared.instance().await;
-    let b = shared.instance().await;
-    a.create_kb(KB).await;
-    eventually("b sees the knowledge base", || async {
-        let (status, body) = b.get(&format!("/api/kbs/{KB}")).await;
-        (status == 200)
-            .then_some(())
-            .ok_or(format!("{status} {body}"))
-    })
-    .await;
+    let qdrant = QdrantTarget::start("replicas").await;
+    let a = instance(&qdrant).await;
+    let b = instance(&qdrant).await;
+    create_on_both(&a, &b).await;
 
     let (from_a, from_b) = (passages(6..9), passages(9..12));
     let ((status_a, body_a), (status_b, body_b)) = tokio::join!(
@@ -244,7 +189,7 @@ async fn simultaneous_uploads_through_two_instances_serve_one_whole_version() {
     let (_, record) = document(&a, &id).await;
     assert_eq!(record["version"], newest, "{record}");
     for server in [&a, &b] {
-        let texts = chunk_texts(server, &id).await;
+        let texts = server.chunk_texts(KB, &id).await;
         assert!(!texts.is_empty());
         assert!(
             texts.iter().all(|t| expected.contains(t.trim())),

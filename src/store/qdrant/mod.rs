@@ -493,30 +493,13 @@ impl VectorStore for QdrantStore {
                 { "key": "version", "match": { "value": version } },
             ]
         }))?;
-        let mut chunks = Vec::new();
-        let mut offset = None;
-        loop {
-            let page = self
-                .client
-                .scroll(ScrollPoints {
-                    collection_name: collection.clone(),
-                    filter: Some(of_version.clone()),
-                    offset,
-                    limit: Some(SCROLL_PAGE),
-                    with_payload: Some(true.into()),
-                    with_vectors: Some(false.into()),
-                    ..Default::default()
-                })
-                .await
-                .with_context(|| format!("cannot read chunks in '{collection}'"))?;
-            for point in page.result {
-                chunks.push(chunk_from_payload(&points::json_payload(point.payload))?.0);
-            }
-            match page.next_page_offset {
-                Some(next) => offset = Some(next),
-                None => break,
-            }
-        }
+        let payloads = points::scroll_payloads(&self.client, &collection, of_version, SCROLL_PAGE)
+            .await
+            .with_context(|| format!("cannot read chunks in '{collection}'"))?;
+        let mut chunks = payloads
+            .iter()
+            .map(|payload| Ok(chunk_from_payload(payload)?.0))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         chunks.sort_by_key(|c| c.chunk_index);
         Ok(chunks)
     }

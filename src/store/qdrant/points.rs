@@ -4,12 +4,13 @@
 use std::collections::HashMap;
 
 use anyhow::anyhow;
-use qdrant_client::Payload;
 use qdrant_client::qdrant::point_id::PointIdOptions;
 use qdrant_client::qdrant::vector_output::Vector as OutputVector;
 use qdrant_client::qdrant::{
-    NamedVectors, PointId, PointStruct, RetrievedPoint, Value, Vector, VectorsOutput,
+    Filter, NamedVectors, PointId, PointStruct, RetrievedPoint, ScrollPoints, Value, Vector,
+    VectorsOutput,
 };
+use qdrant_client::{Payload, Qdrant};
 use uuid::Uuid;
 
 use crate::store::{
@@ -85,4 +86,33 @@ pub fn exported(point: RetrievedPoint) -> anyhow::Result<ExportedPoint> {
             keyword,
         },
     })
+}
+
+/// The payloads of every point of `collection` that `filter` selects, read `page` at a time.
+pub async fn scroll_payloads(
+    client: &Qdrant,
+    collection: &str,
+    filter: Filter,
+    page: u32,
+) -> anyhow::Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+    let mut payloads = Vec::new();
+    let mut offset = None;
+    loop {
+        let read = client
+            .scroll(ScrollPoints {
+                collection_name: collection.to_owned(),
+                filter: Some(filter.clone()),
+                offset,
+                limit: Some(page),
+                with_payload: Some(true.into()),
+                with_vectors: Some(false.into()),
+                ..Default::default()
+            })
+            .await?;
+        payloads.extend(read.result.into_iter().map(|p| json_payload(p.payload)));
+        match read.next_page_offset {
+            Some(next) => offset = Some(next),
+            None => return Ok(payloads),
+        }
+    }
 }

@@ -19,13 +19,13 @@ use std::collections::BTreeMap;
 use anyhow::Context as _;
 use qdrant_client::Qdrant;
 use qdrant_client::qdrant::{
-    DeletePoints, GetPoints, NamedVectors, PointStruct, RetrievedPoint, ScrollPoints, UpsertPoints,
+    DeletePoints, GetPoints, NamedVectors, PointStruct, RetrievedPoint, UpsertPoints,
 };
 use serde_json::json;
 use uuid::Uuid;
 
 use super::filter::to_grpc;
-use super::points::{json_payload, uuid_id};
+use super::points::{json_payload, scroll_payloads, uuid_id};
 use super::strong;
 use crate::document::{DocumentRecord, KbInfo};
 
@@ -94,37 +94,19 @@ impl Records {
         let catalog_points = to_grpc(&json!({
             "must": [{ "key": CATALOG, "match": { "any": ["kb", "document"] } }]
         }))?;
+        let payloads = scroll_payloads(&self.client, &collection, catalog_points, PAGE)
+            .await
+            .with_context(|| format!("cannot read the catalog of '{collection}'"))?;
         let mut info = None;
         let mut documents = BTreeMap::new();
-        let mut offset = None;
-        loop {
-            let page = self
-                .client
-                .scroll(ScrollPoints {
-                    collection_name: collection.clone(),
-                    filter: Some(catalog_points.clone()),
-                    offset,
-                    limit: Some(PAGE),
-                    with_payload: Some(true.into()),
-                    with_vectors: Some(false.into()),
-                    ..Default::default()
-                })
-                .await
-                .with_context(|| format!("cannot read the catalog of '{collection}'"))?;
-            for point in page.result {
-                let payload = json_payload(point.payload);
-                match payload.get(CATALOG).and_then(|v| v.as_str()) {
-                    Some("kb") => info = Some(field(&payload, "info")?),
-                    Some("document") => {
-                        let record: DocumentRecord = field(&payload, "record")?;
-                        documents.insert(record.id.clone(), record);
-                    }
-                    _ => {}
+        for payload in payloads {
+            match payload.get(CATALOG).and_then(|v| v.as_str()) {
+                Some("kb") => info = Some(field(&payload, "info")?),
+                Some("document") => {
+                    let record: DocumentRecord = field(&payload, "record")?;
+                    documents.insert(record.id.clone(), record);
                 }
-            }
-            match page.next_page_offset {
-                Some(next) => offset = Some(next),
-                None => break,
+                _ => {}
             }
         }
         Ok(info.map(|info| (info, documents)))

@@ -236,6 +236,20 @@ impl TestServer {
         }
     }
 
+    /// The texts of a document's served chunks.
+    pub async fn chunk_texts(&self, kb: &str, id: &str) -> Vec<String> {
+        let (status, body) = self
+            .get(&format!("/api/kbs/{kb}/documents/{id}/chunks"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["chunks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["text"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     pub async fn search(&self, kb: &str, query: &str, top_k: usize) -> Vec<Value> {
         let (status, body) = self
             .post_json(

@@ -91,6 +91,47 @@ impl Drop for QdrantEmulator {
     }
 }
 
+/// The Qdrant a test stores on: a real server when `QDRANT_URL` is set (`QDRANT_API_KEY` if it
+/// needs one), else the in-process emulator; under a collection prefix of the test's own.
+pub struct QdrantTarget {
+    pub url: String,
+    pub key: Option<String>,
+    pub prefix: String,
+    _emulator: Option<QdrantEmulator>,
+}
+
+impl QdrantTarget {
+    /// `label` starts the collection prefix, so a real server shows which test left what.
+    pub async fn start(label: &str) -> Self {
+        let prefix = format!("lore_{label}_{}_", uuid::Uuid::new_v4().simple());
+        match std::env::var("QDRANT_URL") {
+            Ok(url) => Self {
+                url,
+                key: std::env::var("QDRANT_API_KEY").ok(),
+                prefix,
+                _emulator: None,
+            },
+            Err(_) => {
+                let emulator = QdrantEmulator::start(None).await;
+                Self {
+                    url: emulator.url.clone(),
+                    key: None,
+                    prefix,
+                    _emulator: Some(emulator),
+                }
+            }
+        }
+    }
+
+    /// Points `config`'s storage at this Qdrant.
+    pub fn configure(&self, config: &mut lore::config::Config) {
+        config.storage.backend = lore::config::StorageBackend::Qdrant;
+        config.storage.qdrant.url = self.url.clone();
+        config.storage.qdrant.api_key = self.key.clone().map(lore::config::Secret::new);
+        config.storage.qdrant.collection_prefix = self.prefix.clone();
+    }
+}
+
 /// Collections are Edge shards under one temporary directory.
 struct Engine {
     root: PathBuf,
