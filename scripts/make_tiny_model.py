@@ -3,7 +3,7 @@
 
 Why: tests must load a model through the real code path (fastembed's
 `try_new_from_user_defined`, ONNX Runtime, tokenizer.json) without the
-120 MB converted model, which lives outside the repository.  This fixture
+~140 MB converted model, which lives outside the repository.  This fixture
 has the same file set, graph inputs/outputs and operators (int8 Gather,
 MatMulInteger, DequantizeLinear) and the same tokenizer pipeline as
 multilingual-e5-small, shrunk to a few hundred kB:
