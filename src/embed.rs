@@ -148,6 +148,7 @@ impl Embedder {
                 Arc::clone(&passage_jobs),
             )?;
         }
+        release_freed_heap();
         Ok(Self {
             inner: Arc::new(Inner {
                 tokenizer: Arc::new(tokenizer),
@@ -236,6 +237,17 @@ impl Embedder {
 /// Consecutive runs of `order` (sorted by length) of at most `max_items` texts and at most
 /// `max_tokens` padded tokens: a batch's activations grow with its count times its longest
 /// text (attention with its square), so long passages go fewer at a time.
+/// Hands the heap that loading freed back to the kernel. Each session parses the whole model
+/// file (~150 MB of protobuf) and copies its weights out; glibc keeps the freed parse buffers
+/// in its arenas, where they would count against the process for as long as it runs.
+fn release_freed_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of glibc's own arenas to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn batches(
     order: &[usize],
     ids: &[Vec<u32>],
