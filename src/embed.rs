@@ -234,9 +234,6 @@ impl Embedder {
     }
 }
 
-/// Consecutive runs of `order` (sorted by length) of at most `max_items` texts and at most
-/// `max_tokens` padded tokens: a batch's activations grow with its count times its longest
-/// text (attention with its square), so long passages go fewer at a time.
 /// Hands the heap that loading freed back to the kernel. Each session parses the whole model
 /// file (~150 MB of protobuf) and copies its weights out; glibc keeps the freed parse buffers
 /// in its arenas, where they would count against the process for as long as it runs.
@@ -248,6 +245,9 @@ fn release_freed_heap() {
     }
 }
 
+/// Consecutive runs of `order` (sorted by length) of at most `max_items` texts and at most
+/// `max_tokens` padded tokens: a batch's activations grow with its count times its longest
+/// text (attention with its square), so long passages go fewer at a time.
 fn batches(
     order: &[usize],
     ids: &[Vec<u32>],
