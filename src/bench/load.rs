@@ -5,14 +5,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{KB, Query};
-use crate::eval::percentile;
+use super::{KB, Query, Spread};
 use crate::kb::KnowledgeBase;
 
 pub struct LoadFigures {
-    pub p50: f64,
-    pub p95: f64,
-    pub p99: f64,
+    pub latency: Spread,
     pub throughput: f64,
     pub errors: usize,
 }
@@ -85,9 +82,7 @@ pub async fn dify_load(
     let _ = server.await;
     latencies.sort_by(f64::total_cmp);
     Ok(LoadFigures {
-        p50: percentile(&latencies, 0.5),
-        p95: percentile(&latencies, 0.95),
-        p99: percentile(&latencies, 0.99),
+        latency: Spread::of(&latencies),
         throughput: latencies.len() as f64 / seconds,
         errors,
     })

@@ -251,22 +251,18 @@ async fn store(
         rows.len()
     );
     println!(
-        "retrieval (embed question + hybrid search + fusion), {} questions one at a time: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
+        "retrieval (embed question + hybrid search + fusion), {} questions one at a time: {}",
         latencies.len(),
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.95),
-        percentile(&latencies, 0.99)
+        Spread::of(&latencies)
     );
     println!(
-        "/dify/retrieval over HTTP, {} clients x {} requests: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, {:.1} requests/s, {} errors",
-        args.clients, args.requests, dify.p50, dify.p95, dify.p99, dify.throughput, dify.errors
+        "/dify/retrieval over HTTP, {} clients x {} requests: {}, {:.1} requests/s, {} errors",
+        args.clients, args.requests, dify.latency, dify.throughput, dify.errors
     );
     println!(
-        "answer path without the model (retrieval, verdict, prompt, fallback reply), {} questions: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
+        "answer path without the model (retrieval, verdict, prompt, fallback reply), {} questions: {}",
         answers.len(),
-        percentile(&answers, 0.5),
-        percentile(&answers, 0.95),
-        percentile(&answers, 0.99)
+        Spread::of(&answers)
     );
     let asked: Vec<String> = queries
         .iter()
@@ -397,6 +393,34 @@ async fn embedding(config: &Config, texts: &[String], questions: &[String]) -> a
         Err(err) => println!("python baseline skipped: {err:#}"),
     }
     Ok(())
+}
+
+/// p50, p95 and p99 of sorted latencies in milliseconds, in the form every latency line of the
+/// store part prints.
+pub(crate) struct Spread {
+    p50: f64,
+    p95: f64,
+    p99: f64,
+}
+
+impl Spread {
+    pub(crate) fn of(sorted_ms: &[f64]) -> Self {
+        Self {
+            p50: percentile(sorted_ms, 0.5),
+            p95: percentile(sorted_ms, 0.95),
+            p99: percentile(sorted_ms, 0.99),
+        }
+    }
+}
+
+impl std::fmt::Display for Spread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
+            self.p50, self.p95, self.p99
+        )
+    }
 }
 
 async fn question_latencies(embedder: &Embedder, questions: &[String]) -> anyhow::Result<Vec<f64>> {
