@@ -4,7 +4,7 @@
 Reads a JSON job file and prints one JSON line. Two kinds of job:
 - {"mode": "embedding", "model_dir", "texts", "queries"}: the same ONNX model and tokenizer
   driven from Python's onnxruntime as a plain Python stack would (one intra-op thread, batch 1,
-  which measured fastest there) -> {"passages_per_s", "tokens_per_s", "query_p50_ms"};
+  which measured fastest there) -> {"tokens_per_s", "query_p50_ms"};
 - {"mode": "keyword", "texts", "documents", "queries"}: rank_bm25 over `documents` documents
   (the texts repeated, as lore's store holds them), tokens = characters and character bigrams
   (Chinese has no spaces) -> {"build_s", "p50_ms", "p95_ms", "peak_mb"}.
@@ -47,7 +47,6 @@ def embedding(job: dict) -> dict:
         embed("query: " + query)
         latencies.append((time.perf_counter() - asked) * 1000)
     return {
-        "passages_per_s": len(texts) / seconds,
         "tokens_per_s": tokens / seconds,
         "query_p50_ms": float(np.median(latencies)),
     }

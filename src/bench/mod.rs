@@ -329,6 +329,12 @@ fn extraction() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Rounds of the single-worker and Python embedding measurements, taken in turn. Both drive
+/// the same ONNX Runtime kernels, so their ratio is close to 1, and a run-to-run spread of a few
+/// percent (clock speed, neighbours on the host) would otherwise decide it: the median of
+/// alternated rounds compares the two under the same conditions.
+const EMBEDDING_ROUNDS: usize = 3;
+
 /// Embedding speed: one passage worker against all of them, question latency idle against
 /// during a bulk embedding, and the same model driven from Python (`scripts/bench_baseline.py`).
 async fn embedding(config: &Config, texts: &[String], questions: &[String]) -> anyhow::Result<()> {
@@ -337,23 +343,34 @@ async fn embedding(config: &Config, texts: &[String], questions: &[String]) -> a
     let mut single = config.clone();
     single.embedding.workers = 1;
     let one = Embedder::load(&single)?;
-    let tokens: usize = sample
+    let tokens = sample
         .iter()
         .map(|t| {
             one.tokenizer()
                 .encode(format!("passage: {t}"), true)
                 .map_or(0, |e| e.len().min(config.embedding.max_length))
         })
-        .sum();
-    let started = Instant::now();
-    one.embed_passages(sample.clone()).await?;
-    let one_seconds = started.elapsed().as_secs_f64();
+        .sum::<usize>() as f64;
+    let mut one_rates = Vec::with_capacity(EMBEDDING_ROUNDS);
+    let mut python = Ok(Vec::with_capacity(EMBEDDING_ROUNDS));
+    for _ in 0..EMBEDDING_ROUNDS {
+        let started = Instant::now();
+        one.embed_passages(sample.clone()).await?;
+        one_rates.push(tokens / started.elapsed().as_secs_f64());
+        if let Ok(rounds) = &mut python {
+            match python::embedding(config, &sample, &asked) {
+                Ok(figures) => rounds.push(figures),
+                Err(err) => python = Err(err),
+            }
+        }
+    }
     drop(one);
+    let one_rate = median(&one_rates);
 
     let all = Embedder::load(config)?;
     let started = Instant::now();
     all.embed_passages(sample.clone()).await?;
-    let all_seconds = started.elapsed().as_secs_f64();
+    let all_rate = tokens / started.elapsed().as_secs_f64();
     let idle = question_latencies(&all, &asked).await?;
     let bulk = {
         let (embedder, passages) = (all.clone(), sample.clone());
@@ -362,15 +379,14 @@ async fn embedding(config: &Config, texts: &[String], questions: &[String]) -> a
     let busy = question_latencies(&all, &asked).await?;
     bulk.await??;
 
+    let passages_per_token = sample.len() as f64 / tokens;
     println!(
-        "embedding {} passages ({tokens} tokens): 1 worker {:.1} passages/s ({:.0} tokens/s); {} workers {:.1} passages/s ({:.0} tokens/s), {:.2}x",
+        "embedding {} passages ({tokens} tokens): 1 worker {:.1} passages/s ({one_rate:.0} tokens/s, median of {EMBEDDING_ROUNDS}); {} workers {:.1} passages/s ({all_rate:.0} tokens/s), {:.2}x",
         sample.len(),
-        sample.len() as f64 / one_seconds,
-        tokens as f64 / one_seconds,
+        one_rate * passages_per_token,
         config.embedding.workers,
-        sample.len() as f64 / all_seconds,
-        tokens as f64 / all_seconds,
-        one_seconds / all_seconds
+        all_rate * passages_per_token,
+        all_rate / one_rate
     );
     println!(
         "question embedding: idle p50 {:.1} ms, p95 {:.1} ms; during a bulk embedding p50 {:.1} ms, p95 {:.1} ms ({:.2}x idle at p50)",
@@ -380,19 +396,36 @@ async fn embedding(config: &Config, texts: &[String], questions: &[String]) -> a
         percentile(&busy, 0.95),
         percentile(&busy, 0.5) / percentile(&idle, 0.5).max(f64::EPSILON)
     );
-    match python::embedding(config, &sample, &asked) {
-        Ok(python) => println!(
-            "python onnxruntime baseline (same model, 1 thread, batch 1): {:.1} passages/s ({:.0} tokens/s), question p50 {:.1} ms; lore is {:.2}x with 1 worker, {:.2}x with {}",
-            python.passages_per_s,
-            python.tokens_per_s,
-            python.query_p50_ms,
-            tokens as f64 / one_seconds / python.tokens_per_s,
-            tokens as f64 / all_seconds / python.tokens_per_s,
-            config.embedding.workers,
-        ),
+    match python {
+        Ok(rounds) => {
+            let rates: Vec<f64> = rounds.iter().map(|r| r.tokens_per_s).collect();
+            let query_p50: Vec<f64> = rounds.iter().map(|r| r.query_p50_ms).collect();
+            let python_rate = median(&rates);
+            let per_round: Vec<String> = one_rates
+                .iter()
+                .zip(&rates)
+                .map(|(lore, python)| format!("{:.2}x", lore / python))
+                .collect();
+            println!(
+                "python onnxruntime baseline (same model, 1 thread, batch 1): {:.1} passages/s ({python_rate:.0} tokens/s, median of {EMBEDDING_ROUNDS} rounds taken in turn with lore's), question p50 {:.1} ms; lore is {:.2}x with 1 worker (rounds: {}), {:.2}x with {}",
+                python_rate * passages_per_token,
+                median(&query_p50),
+                one_rate / python_rate,
+                per_round.join(", "),
+                all_rate / python_rate,
+                config.embedding.workers,
+            );
+        }
         Err(err) => println!("python baseline skipped: {err:#}"),
     }
     Ok(())
+}
+
+/// The median of a few figures (the upper one of an even count).
+fn median(figures: &[f64]) -> f64 {
+    let mut sorted = figures.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
 }
 
 /// p50, p95 and p99 of sorted latencies in milliseconds, in the form every latency line of the

@@ -11,7 +11,6 @@ use crate::config::Config;
 /// Embedding speed of the same model from Python (one thread, batch 1).
 #[derive(Deserialize)]
 pub struct EmbeddingFigures {
-    pub passages_per_s: f64,
     pub tokens_per_s: f64,
     pub query_p50_ms: f64,
 }

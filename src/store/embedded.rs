@@ -622,6 +622,24 @@ mod tests {
         for n in [7, 3_500, 7_990] {
             assert_both_halves_find(&store, n).await;
         }
+        // An optimized segment's vectors are mapped once, not twice (the vendored Edge is
+        // patched for it, see vendor/qdrant-edge/PATCHED.md): exact search reads the whole
+        // matrix, so a second mapping made every vector resident twice.
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let mut mapped: HashMap<&str, usize> = HashMap::new();
+        for line in maps.lines() {
+            if let Some(path) = line.split_whitespace().nth(5)
+                && path.starts_with(&*dir.path().to_string_lossy())
+                && path.ends_with("matrix.dat")
+            {
+                *mapped.entry(path).or_default() += 1;
+            }
+        }
+        assert!(!mapped.is_empty(), "no optimized vector file is mapped");
+        assert!(
+            mapped.values().all(|&count| count == 1),
+            "vector files mapped more than once: {mapped:?}"
+        );
     }
 
     /// Set in the child process of the crash test: where it fills a store.

@@ -45,7 +45,10 @@ impl<T: PrimitiveVectorElement, S: UniversalRead> ImmutableDenseVectorData<T, S>
     fn open_options(populate: Populate) -> UniversalOpenOptions {
         UniversalOpenOptions {
             writeable: false,
-            need_sequential: true,
+            // Patched for lore (see PATCHED.md): one mapping, not a second one advised
+            // sequential. Exact search reads every vector through one mapping and scoring
+            // reads them through the other, so with two the whole matrix was resident twice.
+            need_sequential: false,
             populate,
             advice: AdviceSetting::Global,
         }
