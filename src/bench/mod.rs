@@ -421,11 +421,11 @@ async fn embedding(config: &Config, texts: &[String], questions: &[String]) -> a
     Ok(())
 }
 
-/// The median of a few figures (the upper one of an even count).
+/// The median of a few unsorted figures.
 fn median(figures: &[f64]) -> f64 {
     let mut sorted = figures.to_vec();
     sorted.sort_by(f64::total_cmp);
-    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+    percentile(&sorted, 0.5)
 }
 
 /// p50, p95 and p99 of sorted latencies in milliseconds, in the form every latency line of the
