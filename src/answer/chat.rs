@@ -23,6 +23,10 @@ pub enum ChatError {
     Timeout,
     #[error("no chat model is available: {0}")]
     Unavailable(String),
+    /// Every endpoint failed recently and rests until its circuit closes again. Opening the
+    /// circuit was logged once; each question answered meanwhile is not worth another warning.
+    #[error("no chat model is available: every endpoint's circuit is open")]
+    CircuitOpen,
     #[error("the chat model sent a reply lore cannot read: {0}")]
     Malformed(String),
 }
@@ -92,7 +96,7 @@ impl ChatClient {
         messages: &[Message],
         deadline: Instant,
     ) -> Result<Completion, ChatError> {
-        let mut last = ChatError::Unavailable("every endpoint's circuit is open".to_owned());
+        let mut last = ChatError::CircuitOpen;
         for endpoint in self.endpoints.iter().filter(|e| e.available()) {
             for attempt in 0..=self.config.retries {
                 let Some(budget) = self.budget(deadline) else {
@@ -134,7 +138,7 @@ impl ChatClient {
         messages: &[Message],
         deadline: Instant,
     ) -> Result<mpsc::Receiver<Result<Delta, ChatError>>, ChatError> {
-        let mut last = ChatError::Unavailable("every endpoint's circuit is open".to_owned());
+        let mut last = ChatError::CircuitOpen;
         for endpoint in self.endpoints.iter().filter(|e| e.available()) {
             for attempt in 0..=self.config.retries {
                 let Some(budget) = self.budget(deadline) else {
@@ -345,4 +349,44 @@ fn forward_stream(
         }
     });
     receiver
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::answer::prompt::Role;
+
+    /// A dead model is called `breaker_failures` times, then skipped without a call until the
+    /// cooldown ends: the answer path falls back at once instead of waiting on it again.
+    #[tokio::test]
+    async fn a_dead_model_is_skipped_once_its_circuit_opens() {
+        // A port nothing listens on: every connection is refused at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = LlmConfig {
+            base_url: format!("http://127.0.0.1:{port}/v1"),
+            retries: 0,
+            breaker_failures: 2,
+            breaker_cooldown_ms: 60_000,
+            ..LlmConfig::default()
+        };
+        let client = ChatClient::new(&config).unwrap();
+        let messages = [Message::new(Role::User, "hello")];
+        let deadline = || Instant::now() + Duration::from_secs(5);
+        for _ in 0..2 {
+            let err = client.complete(&messages, deadline()).await.unwrap_err();
+            assert!(matches!(err, ChatError::Unavailable(_)), "{err}");
+        }
+        assert!(matches!(
+            client.complete(&messages, deadline()).await.unwrap_err(),
+            ChatError::CircuitOpen
+        ));
+        assert!(matches!(
+            client.stream(&messages, deadline()).await.unwrap_err(),
+            ChatError::CircuitOpen
+        ));
+    }
 }

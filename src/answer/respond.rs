@@ -215,6 +215,9 @@ fn log_model_error(err: &ChatError) {
         ChatError::Timeout => {
             tracing::warn!("chat model missed the deadline; answering extractively")
         }
+        ChatError::CircuitOpen => {
+            tracing::debug!("chat model circuit open; answering extractively")
+        }
         other => tracing::warn!(error = %other, "chat model failed; answering extractively"),
     }
 }
