@@ -89,7 +89,8 @@ async fn upload(
 ) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
     service.kb(&kb)?;
     let multipart = multipart?;
-    let (files, metadata) = read_multipart(multipart).await?;
+    let limit = service.config().limits.max_upload_bytes;
+    let (files, metadata) = read_multipart(multipart, limit).await?;
     if files.is_empty() {
         return Err(ApiError::new(
             ErrorCode::InvalidRequest,
@@ -125,21 +126,26 @@ fn all_refused(outcomes: &[UploadOutcome]) -> Option<ApiError> {
     Some(ApiError::new(code, message))
 }
 
-async fn read_multipart(mut multipart: Multipart) -> Result<(Vec<Upload>, Metadata), ApiError> {
+/// `limit` is the body limit the router enforces, named in the error when a body exceeds it.
+async fn read_multipart(
+    mut multipart: Multipart,
+    limit: usize,
+) -> Result<(Vec<Upload>, Metadata), ApiError> {
+    let failed = |err| multipart_error(err, limit);
     let mut files = Vec::new();
     let mut metadata = Metadata::new();
-    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+    while let Some(field) = multipart.next_field().await.map_err(failed)? {
         match field.name() {
             Some("file") => {
                 let name = field.file_name().unwrap_or_default().to_owned();
-                let bytes = field.bytes().await.map_err(multipart_error)?;
+                let bytes = field.bytes().await.map_err(failed)?;
                 files.push(Upload {
                     name,
                     bytes: bytes.to_vec(),
                 });
             }
             Some("metadata") => {
-                let text = field.text().await.map_err(multipart_error)?;
+                let text = field.text().await.map_err(failed)?;
                 metadata = parse_metadata(&text)?;
             }
             _ => {}
@@ -171,17 +177,38 @@ fn parse_metadata(text: &str) -> Result<Metadata, ApiError> {
     Ok(map)
 }
 
-fn multipart_error(err: MultipartError) -> ApiError {
+/// A refused multipart body. Too large names the limit, so whoever uploads knows how far over
+/// they are and which setting an administrator would raise.
+fn multipart_error(err: MultipartError, limit: usize) -> ApiError {
     if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
             ErrorCode::PayloadTooLarge,
-            "the upload is larger than the configured limit",
+            format!(
+                "the upload is larger than the limit of {} (limits.max_upload_bytes)",
+                binary_size(limit)
+            ),
         )
     } else {
         ApiError::new(
             ErrorCode::InvalidRequest,
             format!("malformed multipart upload: {}", err.body_text()),
         )
+    }
+}
+
+/// A byte count in the largest binary unit that keeps it at 1 or more: "100 MiB", "1.5 GiB".
+fn binary_size(bytes: usize) -> String {
+    const UNITS: [&str; 4] = ["bytes", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value.fract() == 0.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
     }
 }
 
@@ -242,4 +269,17 @@ async fn remove(
 ) -> Result<StatusCode, ApiError> {
     service.delete_document(&kb, &doc).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::binary_size;
+
+    #[test]
+    fn sizes_read_in_the_largest_whole_unit() {
+        assert_eq!(binary_size(512), "512 bytes");
+        assert_eq!(binary_size(4096), "4 KiB");
+        assert_eq!(binary_size(100 * 1024 * 1024), "100 MiB");
+        assert_eq!(binary_size(3 * 512 * 1024 * 1024), "1.5 GiB");
+    }
 }

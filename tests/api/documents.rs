@@ -197,6 +197,11 @@ async fn uploads_and_documents_beyond_the_limits_are_refused() {
         .await;
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["error"]["code"], "payload_too_large");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("4 KiB") && message.contains("limits.max_upload_bytes"),
+        "the refusal names the limit and its setting: {message}"
+    );
 
     let (status, _) = server
         .upload(
