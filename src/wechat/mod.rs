@@ -268,6 +268,9 @@ impl WeChat {
             Kind::Event(_) | Kind::Other(_) => return UNSUPPORTED.to_owned(),
         };
         let (question, chosen) = self.conversations.read_choice(kb, &incoming.user, question);
+        if let Some(refusal) = unaskable(&question, self.service.config().limits.max_query_chars) {
+            return refusal;
+        }
         let language = Language::of(&question);
         let request = AnswerRequest {
             question: question.clone(),
@@ -288,13 +291,26 @@ impl WeChat {
                 }
             }
             Err(err) => {
-                tracing::warn!(kb, code = %err.code(), "a WeChat question could not be answered");
-                match err.code() {
-                    ErrorCode::InvalidRequest => err.message().to_owned(),
-                    _ => SORRY.to_owned(),
-                }
+                tracing::warn!(kb, code = %err.code(), message = err.message(), "a WeChat question could not be answered");
+                SORRY.to_owned()
             }
         }
+    }
+}
+
+/// The reply to a message that cannot be asked as it is (blank, or longer than questions may
+/// be), in words for the person who sent it: the service's own refusals are written for API
+/// clients, in English.
+fn unaskable(question: &str, max_chars: usize) -> Option<String> {
+    let chars = question.trim().chars().count();
+    if chars == 0 {
+        Some(EMPTY_QUESTION.to_owned())
+    } else if chars > max_chars {
+        Some(format!(
+            "问题太长了（{chars} 字），请精简到 {max_chars} 字以内再发送。"
+        ))
+    } else {
+        None
     }
 }
 
@@ -379,3 +395,4 @@ const UNSUPPORTED: &str = "目前只能回答文字、语音和图片消息。";
 const NO_TEXT_IN_PICTURE: &str = "图片中没有识别到文字，请换一张清晰的图片或直接发送文字。";
 const PICTURE_FAILED: &str = "图片暂时无法识别，请直接发送文字问题。";
 const SORRY: &str = "抱歉，暂时无法回答，请稍后再试。";
+const EMPTY_QUESTION: &str = "请直接发送您的问题（文字、语音或图片）。";

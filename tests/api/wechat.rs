@@ -371,6 +371,21 @@ async fn text_voice_and_subscribe_messages_get_answers_and_forgeries_get_nothing
         .await
         .unwrap();
     assert_eq!(shown(&body), "欢迎来到测试商城");
+
+    // What cannot be asked is explained to the user in Chinese, without a model call.
+    let (_, body) = push(&s.server, &text_message(5, "   "), false, WECHAT_PATIENCE)
+        .await
+        .unwrap();
+    assert!(shown(&body).contains("请直接发送您的问题"), "{body}");
+    let long = "退款怎么办理".repeat(400);
+    let (_, body) = push(&s.server, &text_message(6, &long), false, WECHAT_PATIENCE)
+        .await
+        .unwrap();
+    let text = shown(&body);
+    assert!(
+        text.contains("问题太长了") && text.contains("2000"),
+        "{text}"
+    );
     let calls = s.llm.calls();
     assert_eq!(calls, 2);
 
