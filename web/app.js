@@ -38,6 +38,8 @@ const STRINGS = {
     errUnauthorized: "需要有效的 API 密钥。请点击右上角的“API 密钥”填写。",
     errForbidden: "当前密钥无权执行此操作。",
     errTooLarge: "文件太大，超过了服务器允许的上传大小。",
+    errTooLargeLimit: "文件太大：每次上传不能超过 {limit}。",
+    uploadLimit: "每次上传不超过 {limit}。",
     errUnsupported: "不支持的文件类型：{message}",
     errEmpty: "文件是空的：{message}",
     errNetwork: "无法连接服务器，请检查网络后重试。",
@@ -108,6 +110,8 @@ const STRINGS = {
     errUnauthorized: "A valid API key is required. Use “API key” at the top right.",
     errForbidden: "This key may not do that.",
     errTooLarge: "The file is too large for the server's upload limit.",
+    errTooLargeLimit: "The file is too large: uploads are limited to {limit}.",
+    uploadLimit: "Up to {limit} per upload.",
     errUnsupported: "Unsupported file type: {message}",
     errEmpty: "The file is empty: {message}",
     errNetwork: "The server cannot be reached. Check the connection and try again.",
@@ -172,6 +176,7 @@ function translatePage() {
   document.documentElement.lang = LANG === "zh" ? "zh-CN" : "en";
   document.title = `lore · ${t("title")}`;
   for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+  if (MAX_UPLOAD_BYTES) $("upload-limit").textContent = t("uploadLimit", { limit: formatBytes(MAX_UPLOAD_BYTES) });
   for (const node of document.querySelectorAll("[data-i18n-label]")) {
     node.setAttribute("aria-label", t(node.dataset.i18nLabel));
   }
@@ -198,6 +203,9 @@ function el(tag, props = {}, ...children) {
   }
   return node;
 }
+
+/** The server's upload limit in bytes, written into the page's <meta>; 0 when unknown. */
+const MAX_UPLOAD_BYTES = Number(document.querySelector('meta[name="lore-max-upload-bytes"]')?.content) || 0;
 
 function formatBytes(bytes) {
   if (bytes < 1024) return `${bytes} B`;
@@ -272,7 +280,7 @@ function describeError(err) {
     case 0: return t("errNetwork");
     case 401: return t("errUnauthorized");
     case 403: return t("errForbidden");
-    case 413: return t("errTooLarge");
+    case 413: return MAX_UPLOAD_BYTES ? t("errTooLargeLimit", { limit: formatBytes(MAX_UPLOAD_BYTES) }) : t("errTooLarge");
     case 415: return t("errUnsupported", { message: err.message });
     default:
       if (err.code === "empty_file") return t("errEmpty", { message: err.message });
@@ -580,6 +588,11 @@ function enqueueUploads(files, nameOverride) {
     upload.row = uploadRow(upload);
     $("uploads").prepend(upload.row.item);
     uploads.push(upload);
+    // Refused here rather than after sending it all: the server would answer 413 anyway.
+    if (MAX_UPLOAD_BYTES && file.size > MAX_UPLOAD_BYTES) {
+      upload.sent = true;
+      failUpload(upload, new ApiError(413, "payload_too_large", ""));
+    }
   }
   pumpUploads();
 }

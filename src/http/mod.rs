@@ -55,7 +55,7 @@ pub fn router(service: Arc<KnowledgeBase>) -> anyhow::Result<Router> {
         // Dify checks keys its own way (403 with its codes), so it is outside the guard.
         .merge(dify::router(guard))
         // The page is public; it asks for the key and sends it with each call.
-        .merge(web::router())
+        .merge(web::router(max_upload))
         // WeChat signs its calls with the account's token instead.
         .merge(wechat::door(wechat))
         .fallback(|| async { ApiError::new(ErrorCode::InvalidRequest, "no such endpoint") })

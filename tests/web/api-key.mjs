@@ -41,14 +41,20 @@ async function main() {
     await page.locator("#kb-title", { hasText: "secured" }).waitFor();
     step("the right key works");
 
-    // A file over the server's upload limit gets its own message, not a generic failure.
+    // The page knows the server's upload limit: it says it, and a file over it gets its own
+    // message, naming the limit, without being sent.
+    const limit = `${(Number(process.env.LORE_UPLOAD_LIMIT) / 1024).toFixed(1)} KB`;
+    await page.locator("#upload-limit", { hasText: `每次上传不超过 ${limit}` }).waitFor();
+    const uploadsSent = [];
+    page.on("request", (r) => { if (r.method() === "POST" && r.url().includes("/documents")) uploadsSent.push(r.url()); });
     await page.setInputFiles("#file-input", {
       name: "big.md",
       mimeType: "text/markdown",
       buffer: Buffer.alloc(Number(process.env.LORE_UPLOAD_LIMIT) * 2, "大"),
     });
-    await page.locator('.upload[data-name="big.md"][data-status="failed"]', { hasText: "文件太大" }).waitFor();
-    step("413 explained");
+    await page.locator('.upload[data-name="big.md"][data-status="failed"]', { hasText: `文件太大：每次上传不能超过 ${limit}` }).waitFor();
+    assert.deepEqual(uploadsSent, [], "a file over the limit is not sent");
+    step("the upload limit shown, a file over it refused before sending");
 
     await page.reload();
     await page.locator("#kb-title", { hasText: "secured" }).waitFor();
