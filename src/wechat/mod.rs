@@ -291,7 +291,7 @@ impl WeChat {
                 }
             }
             Err(err) => {
-                tracing::warn!(kb, code = %err.code(), message = err.message(), "a WeChat question could not be answered");
+                tracing::warn!(kb, code = %err.code(), reason = err.message(), "a WeChat question could not be answered");
                 SORRY.to_owned()
             }
         }
