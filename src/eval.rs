@@ -203,7 +203,8 @@ pub async fn run(config: Config, args: EvalArgs) -> anyhow::Result<()> {
                         let line = json!({ "query": query.id, "type": kind, "rank": rank,
                             "fused": f.fused, "dense": f.candidate.dense, "relevant": relevant,
                             "question": query.question, "score": f.score,
-                            "keyword": f.candidate.keyword, "chunk": f.candidate.chunk });
+                            "keyword": f.candidate.keyword, "keyword_relative": f.keyword,
+                            "evidence": f.evidence, "chunk": f.candidate.chunk });
                         std::io::Write::write_all(out, format!("{line}\n").as_bytes())?;
                     }
                 }

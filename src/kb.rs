@@ -3,6 +3,7 @@
 //! their invariants: a document's chunks are served only once all of them are stored, and an
 //! acknowledged upload is on disk before the request returns.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -21,8 +22,10 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::ingest::extract::{Format, extract};
 use crate::ingest::queue::{IngestQueue, Job};
 use crate::ingest::split::Splitter;
-use crate::search::{Calibration, Fused, Keywords, MetadataCondition, Ranking, fuse};
-use crate::store::{StoreQuery, StoredChunk, VectorStore};
+use crate::search::{
+    Calibration, Fused, Keywords, MetadataCondition, QuestionTerms, Ranking, fuse,
+};
+use crate::store::{Candidate, StoreQuery, StoredChunk, VectorStore};
 
 /// Chunks embedded between two progress updates.
 const PROGRESS_STEP: usize = 16;
@@ -489,26 +492,35 @@ impl KnowledgeBase {
             .await
             .map_err(Error::internal)?;
         let keyword = self.keywords.query(query);
-        let candidates = (top_k * 4).max(50);
-        let found = self
-            .store
-            .search(
-                kb,
-                StoreQuery {
-                    dense,
-                    keyword,
-                    candidates,
-                    filter,
-                },
-            )
-            .await
-            .map_err(Error::internal)?;
+        let tokens = keyword.indices.clone();
+        let search = self.store.search(
+            kb,
+            StoreQuery {
+                dense,
+                keyword,
+                candidates: (top_k * 4).max(50),
+                filter,
+            },
+        );
+        // Only hybrid ranking weighs sentence evidence, which needs the question words' IDF.
+        let (found, idf) = if ranking == Ranking::Hybrid {
+            tokio::try_join!(search, self.store.keyword_idf(kb, &tokens))
+        } else {
+            search.await.map(|found| (found, HashMap::new()))
+        }
+        .map_err(Error::internal)?;
         let served = self.catalog.served_versions(kb)?;
         let current: Vec<_> = found
             .into_iter()
             .filter(|c| served.get(&c.chunk.document_id) == Some(&c.version))
             .collect();
-        Ok(fuse(current, &self.calibration, ranking)
+        let question = QuestionTerms::new(&tokens, &idf);
+        let evidence = |candidate: &Candidate| {
+            question.evidence(&candidate.chunk.text, |sentence| {
+                self.keywords.document(sentence).indices
+            })
+        };
+        Ok(fuse(current, evidence, &self.calibration, ranking)
             .into_iter()
             .filter(|f| f.score >= threshold)
             .take(top_k)

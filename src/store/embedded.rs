@@ -23,7 +23,7 @@ use serde_json::json;
 use super::optimizer::{Optimizer, Shard};
 use super::{
     Candidate, DENSE, ExportPage, ExportedPoint, KEYWORD, SparseVector, StoreQuery, StoredChunk,
-    VectorStore, chunk_from_payload, chunk_payload, cosine, point_id,
+    VectorStore, chunk_from_payload, chunk_payload, cosine, idf_from_probe, point_id,
 };
 use crate::document::Chunk;
 
@@ -214,6 +214,19 @@ fn dense_vector_of(point: &ScoredPoint) -> Option<&[f32]> {
     }
 }
 
+fn keyword_vector_of(point: &ScoredPoint) -> Option<SparseVector> {
+    match point.vector.as_ref()? {
+        VectorStructInternal::Named(named) => match named.get(KEYWORD)? {
+            VectorInternal::Sparse(v) => Some(SparseVector {
+                indices: v.indices.clone(),
+                values: v.values.clone(),
+            }),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn query_request(
     query: ScoringQuery,
     limit: usize,
@@ -397,6 +410,46 @@ impl VectorStore for EmbeddedStore {
             );
         }
         Ok(by_id.into_values().collect())
+    }
+
+    async fn keyword_idf(&self, kb: &str, tokens: &[u32]) -> anyhow::Result<HashMap<u32, f32>> {
+        if tokens.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let shard = self.shard(kb)?;
+        // One probe per token, in one batch: the best chunk for the token alone, with its
+        // stored keyword vector.
+        let probes = tokens
+            .iter()
+            .map(|token| QueryRequest {
+                with_payload: WithPayloadInterface::Bool(false),
+                ..query_request(
+                    ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
+                        query: VectorInternal::Sparse(qdrant_edge::SparseVector {
+                            indices: vec![*token],
+                            values: vec![1.0],
+                        }),
+                        using: Some(KEYWORD.to_owned()),
+                    })),
+                    1,
+                    None,
+                    WithVector::Selector(vec![KEYWORD.to_owned()]),
+                )
+            })
+            .collect();
+        let results = tokio::task::spawn_blocking(move || {
+            shard.query_batch(QueryBatchRequest { queries: probes })
+        })
+        .await??;
+        Ok(tokens
+            .iter()
+            .zip(results)
+            .filter_map(|(token, found)| {
+                let point = found.first()?;
+                let idf = idf_from_probe(*token, point.score, &keyword_vector_of(point)?)?;
+                Some((*token, idf))
+            })
+            .collect())
     }
 
     async fn document_chunks(

@@ -20,6 +20,8 @@ pub mod embedded;
 mod optimizer;
 pub mod qdrant;
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use uuid::Uuid;
 
@@ -105,6 +107,10 @@ pub trait VectorStore: Send + Sync + 'static {
     async fn delete_document(&self, kb: &str, document_id: &str) -> anyhow::Result<()>;
     /// Runs both halves of a hybrid query.
     async fn search(&self, kb: &str, query: StoreQuery) -> anyhow::Result<Vec<Candidate>>;
+    /// The IDF the keyword half gives each of `tokens` over the whole knowledge base; tokens
+    /// no chunk holds are left out. Sentence evidence weighs a question's words with it
+    /// (`search::evidence`), so it must be the engine's own figure, not an estimate.
+    async fn keyword_idf(&self, kb: &str, tokens: &[u32]) -> anyhow::Result<HashMap<u32, f32>>;
     /// Every chunk of a document's given version, in order.
     async fn document_chunks(
         &self,
@@ -125,6 +131,17 @@ pub trait VectorStore: Send + Sync + 'static {
     /// Stores exported chunks unchanged (same versions, vectors and point ids), beside what
     /// is there: the other half of a copy between backends.
     async fn import(&self, kb: &str, points: Vec<ExportedPoint>) -> anyhow::Result<()>;
+}
+
+/// The IDF of `token` from a probe: the score of a chunk found by a query of that token alone
+/// (query weight 1) is IDF times the chunk's stored weight for the token. Both backends ask the
+/// engine this way, because neither exposes its document frequencies.
+fn idf_from_probe(token: u32, score: f32, stored: &SparseVector) -> Option<f32> {
+    let at = stored.indices.iter().position(|i| *i == token)?;
+    let weight = stored.values[at];
+    (weight > 0.0)
+        .then(|| score / weight)
+        .filter(|idf| idf.is_finite())
 }
 
 /// Point ids are derived, so re-ingesting the same version overwrites instead of duplicating.

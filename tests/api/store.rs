@@ -358,6 +358,41 @@ async fn hybrid_search_finds_both_halves_with_the_same_scores_everywhere() {
     }
 }
 
+/// The IDF sentence evidence weighs question words with is the engine's BM25 IDF over the whole
+/// knowledge base, whatever the stored weights and on every backend.
+#[tokio::test]
+async fn keyword_idf_is_the_engines_idf_everywhere() {
+    for place in places().await {
+        let name = place.name();
+        let store = place.open().await;
+        store.create_kb("kb_idf", DIMENSION).await.unwrap();
+        for (doc, tokens, weights) in [
+            ("d1", &[5][..], &[1.3][..]),
+            ("d2", &[7][..], &[0.5][..]),
+            ("d3", &[7, 9][..], &[2.0, 0.7][..]),
+            ("d4", &[9][..], &[1.1][..]),
+        ] {
+            let mut stored = chunk(doc, 0, [1.0, 0.0, 0.0, 0.0], tokens, json!({}));
+            stored.keyword.values = weights.to_vec();
+            store
+                .replace_document("kb_idf", doc, 1, vec![stored])
+                .await
+                .unwrap();
+        }
+        let idf = store.keyword_idf("kb_idf", &[5, 7, 11]).await.unwrap();
+        // BM25's IDF over 4 chunks: ln(1 + (N - df + 0.5) / (df + 0.5)).
+        let expected = |df: f32| (1.0 + (4.0 - df + 0.5) / (df + 0.5)).ln();
+        assert!((idf[&5] - expected(1.0)).abs() < 1e-4, "{name}: {idf:?}");
+        assert!((idf[&7] - expected(2.0)).abs() < 1e-4, "{name}: {idf:?}");
+        assert!(
+            !idf.contains_key(&11),
+            "{name}: a token no chunk holds: {idf:?}"
+        );
+        assert!(store.keyword_idf("kb_idf", &[]).await.unwrap().is_empty());
+        store.drop_kb("kb_idf").await.unwrap();
+    }
+}
+
 /// Every Dify operator, evaluated inside each store: the same documents everywhere.
 #[tokio::test]
 async fn metadata_filters_select_the_same_documents_everywhere() {

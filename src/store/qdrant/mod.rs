@@ -42,7 +42,7 @@ use uuid::Uuid;
 
 use super::{
     Candidate, DENSE, ExportPage, ExportedPoint, KEYWORD, StoreQuery, StoredChunk, VectorStore,
-    chunk_from_payload, cosine,
+    chunk_from_payload, cosine, idf_from_probe,
 };
 use crate::config::QdrantConfig;
 use crate::document::Chunk;
@@ -314,7 +314,7 @@ fn half(
     using: &str,
     limit: usize,
     filter: Option<Filter>,
-    with_dense: bool,
+    with_vector: Option<&str>,
 ) -> QueryPoints {
     QueryPoints {
         collection_name: collection.to_owned(),
@@ -323,14 +323,13 @@ fn half(
         filter,
         limit: Some(limit as u64),
         with_payload: Some(true.into()),
-        with_vectors: Some(if with_dense {
-            WithVectorsSelector::from(SelectorOptions::Include(
+        with_vectors: Some(match with_vector {
+            Some(name) => WithVectorsSelector::from(SelectorOptions::Include(
                 qdrant_client::qdrant::VectorsSelector {
-                    names: vec![DENSE.to_owned()],
+                    names: vec![name.to_owned()],
                 },
-            ))
-        } else {
-            false.into()
+            )),
+            None => false.into(),
         }),
         ..Default::default()
     }
@@ -432,7 +431,7 @@ impl VectorStore for QdrantStore {
             DENSE,
             query.candidates,
             store_filter.clone(),
-            false,
+            None,
         )];
         if !query.keyword.indices.is_empty() {
             // Keyword finds come with their dense vector, so every candidate gets a cosine.
@@ -445,7 +444,7 @@ impl VectorStore for QdrantStore {
                 KEYWORD,
                 query.candidates,
                 store_filter,
-                true,
+                Some(DENSE),
             ));
         }
         let response = self
@@ -478,6 +477,47 @@ impl VectorStore for QdrantStore {
             by_id.insert(id, found);
         }
         Ok(by_id.into_values().collect())
+    }
+
+    async fn keyword_idf(&self, kb: &str, tokens: &[u32]) -> anyhow::Result<HashMap<u32, f32>> {
+        if tokens.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let collection = self.collection(kb);
+        // One probe per token, in one batch: the best chunk for the token alone, with its
+        // stored keyword vector.
+        let probes = tokens
+            .iter()
+            .map(|token| QueryPoints {
+                with_payload: Some(false.into()),
+                ..half(
+                    &collection,
+                    VectorInput::new_sparse(vec![*token], vec![1.0]),
+                    KEYWORD,
+                    1,
+                    None,
+                    Some(KEYWORD),
+                )
+            })
+            .collect();
+        let response = self
+            .client
+            .query_batch(QueryBatchPoints {
+                collection_name: collection.clone(),
+                query_points: probes,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("cannot read keyword statistics of '{collection}'"))?;
+        Ok(tokens
+            .iter()
+            .zip(response.result)
+            .filter_map(|(token, found)| {
+                let point = found.result.first()?;
+                let stored = points::sparse_of(point.vectors.as_ref());
+                Some((*token, idf_from_probe(*token, point.score, &stored)?))
+            })
+            .collect())
     }
 
     async fn document_chunks(

@@ -61,7 +61,7 @@ pub fn dense_of(vectors: Option<&VectorsOutput>) -> Option<Vec<f32>> {
 }
 
 /// The keyword vector of a returned point; absent means the chunk had no keyword tokens.
-fn sparse_of(vectors: Option<&VectorsOutput>) -> SparseVector {
+pub fn sparse_of(vectors: Option<&VectorsOutput>) -> SparseVector {
     match vectors.and_then(|v| v.get_vector_by_name(KEYWORD)) {
         Some(OutputVector::Sparse(sparse)) => SparseVector {
             indices: sparse.indices,
