@@ -23,7 +23,7 @@ use crate::ingest::extract::{Format, extract};
 use crate::ingest::queue::{IngestQueue, Job};
 use crate::ingest::split::Splitter;
 use crate::search::{
-    Calibration, Fused, Keywords, MetadataCondition, QuestionTerms, Ranking, fuse,
+    Calibration, Fused, IdfCache, Keywords, MetadataCondition, QuestionTerms, Ranking, fuse,
 };
 use crate::store::{Candidate, StoreQuery, StoredChunk, VectorStore};
 
@@ -99,6 +99,8 @@ pub struct KnowledgeBase {
     store: Arc<dyn VectorStore>,
     embedder: Embedder,
     keywords: Keywords,
+    /// The IDF of question tokens, which weighs sentence evidence.
+    idf: IdfCache,
     splitter: Splitter,
     calibration: Calibration,
     queue: IngestQueue,
@@ -129,6 +131,7 @@ impl KnowledgeBase {
             store,
             embedder,
             keywords: Keywords::new()?,
+            idf: IdfCache::default(),
             splitter,
             calibration: Calibration::default(),
             queue,
@@ -504,7 +507,7 @@ impl KnowledgeBase {
         );
         // Only hybrid ranking weighs sentence evidence, which needs the question words' IDF.
         let (found, idf) = if ranking == Ranking::Hybrid {
-            tokio::try_join!(search, self.store.keyword_idf(kb, &tokens))
+            tokio::try_join!(search, self.idf.idf(self.store.as_ref(), kb, &tokens))
         } else {
             search.await.map(|found| (found, HashMap::new()))
         }

@@ -5,9 +5,11 @@
 pub mod evidence;
 pub mod filter;
 pub mod fusion;
+pub mod idf;
 pub mod keyword;
 
 pub use evidence::QuestionTerms;
 pub use filter::MetadataCondition;
 pub use fusion::{Calibration, Fused, Ranking, fuse};
+pub use idf::IdfCache;
 pub use keyword::Keywords;
