@@ -17,10 +17,13 @@ const FRESH_FOR: Duration = Duration::from_secs(60);
 /// Entries kept at most (a few MB); beyond it the stale ones go, then all.
 const MAX_ENTRIES: usize = 200_000;
 
-/// Cached IDFs per (knowledge base, token); `None` records a token no chunk holds.
+/// IDF per (knowledge base, token), with when it was asked; `None` records a token no chunk holds.
+type Entries = HashMap<(String, u32), (Option<f32>, Instant)>;
+
+/// Cached IDFs of question tokens.
 #[derive(Default)]
 pub struct IdfCache {
-    entries: Mutex<HashMap<(String, u32), (Option<f32>, Instant)>>,
+    entries: Mutex<Entries>,
 }
 
 impl IdfCache {
@@ -70,7 +73,7 @@ impl IdfCache {
     }
 
     /// The map, even if a panic elsewhere poisoned the lock: entries are plain values.
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), (Option<f32>, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
