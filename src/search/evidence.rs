@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 
 /// The question's keyword tokens, each with its weight.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct QuestionTerms {
     weights: HashMap<u32, f32>,
     total: f32,

@@ -117,11 +117,13 @@ pub fn fuse(
         .collect();
     sort(&mut scored);
     if ranking == Ranking::Hybrid {
-        for f in scored.iter_mut().take(EVIDENCE_DEPTH) {
+        let depth = EVIDENCE_DEPTH.min(scored.len());
+        let first = &mut scored[..depth];
+        for f in first.iter_mut() {
             f.evidence = evidence(&f.candidate);
             f.fused += calibration.evidence_weight * f.evidence;
         }
-        sort(&mut scored);
+        sort(first);
     }
     for f in &mut scored {
         f.score = calibration.score(f.fused);

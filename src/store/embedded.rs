@@ -214,13 +214,10 @@ fn dense_vector_of(point: &ScoredPoint) -> Option<&[f32]> {
     }
 }
 
-fn keyword_vector_of(point: &ScoredPoint) -> Option<SparseVector> {
+fn keyword_vector_of(point: &ScoredPoint) -> Option<&qdrant_edge::SparseVector> {
     match point.vector.as_ref()? {
         VectorStructInternal::Named(named) => match named.get(KEYWORD)? {
-            VectorInternal::Sparse(v) => Some(SparseVector {
-                indices: v.indices.clone(),
-                values: v.values.clone(),
-            }),
+            VectorInternal::Sparse(v) => Some(v),
             _ => None,
         },
         _ => None,
@@ -446,7 +443,8 @@ impl VectorStore for EmbeddedStore {
             .zip(results)
             .filter_map(|(token, found)| {
                 let point = found.first()?;
-                let idf = idf_from_probe(*token, point.score, &keyword_vector_of(point)?)?;
+                let stored = keyword_vector_of(point)?;
+                let idf = idf_from_probe(*token, point.score, &stored.indices, &stored.values)?;
                 Some((*token, idf))
             })
             .collect())

@@ -136,9 +136,9 @@ pub trait VectorStore: Send + Sync + 'static {
 /// The IDF of `token` from a probe: the score of a chunk found by a query of that token alone
 /// (query weight 1) is IDF times the chunk's stored weight for the token. Both backends ask the
 /// engine this way, because neither exposes its document frequencies.
-fn idf_from_probe(token: u32, score: f32, stored: &SparseVector) -> Option<f32> {
-    let at = stored.indices.iter().position(|i| *i == token)?;
-    let weight = stored.values[at];
+fn idf_from_probe(token: u32, score: f32, indices: &[u32], values: &[f32]) -> Option<f32> {
+    let at = indices.iter().position(|i| *i == token)?;
+    let weight = *values.get(at)?;
     (weight > 0.0)
         .then(|| score / weight)
         .filter(|idf| idf.is_finite())

@@ -515,7 +515,8 @@ impl VectorStore for QdrantStore {
             .filter_map(|(token, found)| {
                 let point = found.result.first()?;
                 let stored = points::sparse_of(point.vectors.as_ref());
-                Some((*token, idf_from_probe(*token, point.score, &stored)?))
+                let idf = idf_from_probe(*token, point.score, &stored.indices, &stored.values)?;
+                Some((*token, idf))
             })
             .collect())
     }
